@@ -1,0 +1,131 @@
+"""All tunable settings in one place.
+
+Each stage takes the small frozen dataclass that concerns it; the CLI and the
+dashboard build them from flags and widgets. ``as_dict`` output feeds the cache
+key, so any parameter that changes a result must live here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Extensions the batch walker picks up (lower case). m4a/aac need ffmpeg.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".ogg",
+                    ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4")
+
+#: Project root (the folder holding engine/).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Default on-disk analysis cache; safe to delete.
+DEFAULT_CACHE_DIR = PROJECT_ROOT / "cache"
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Decoding, rhythm and feature settings.
+
+    Attributes
+    ----------
+    sr : int
+        Analysis sample rate (mono copy). Export always uses the source rate.
+    n_fft, hop_length : int
+        STFT size and hop for frame features (seed: 2048 / 512).
+    beats_per_bar : int
+        Meter: 4 (default) or 3; 0 asks the engine to choose between them.
+    min_bpm, max_bpm : float
+        DJ tempo range; half/double tempo estimates are folded into it.
+    bars : tuple of int
+        Loop lengths to generate, in bars.
+    adaptive_4_vs_8 : bool
+        Seed's optional choice between 4- and 8-bar loops.
+    adaptive_margin : float
+        Score margin for the adaptive choice.
+    min_duration : float
+        Shortest usable input in seconds (validation).
+    """
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    beats_per_bar: int = 4
+    min_bpm: float = 70.0
+    max_bpm: float = 180.0
+    bars: tuple = (1, 2, 4, 8)
+    adaptive_4_vs_8: bool = False
+    adaptive_margin: float = 0.03
+    min_duration: float = 0.5
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """How candidates are scored and the top K chosen.
+
+    The composite re-rank follows the seed: model 0.75, periodicity 0.15,
+    drum alignment 0.10 (negative weights clipped, then renormalised).
+    """
+
+    top_k: int = 5
+    weight_model_score: float = 0.75
+    weight_periodicity: float = 0.15
+    weight_drum_alignment: float = 0.10
+    use_composite_rerank: bool = True
+    max_overlap: float = 0.5
+    model_path: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How loops are written.
+
+    Attributes
+    ----------
+    fade_ms : float
+        Length of the fade in and out at the seams.
+    zero_cross_ms : float
+        How far a cut may move to reach a zero crossing.
+    target_lufs : float
+        Integrated loudness target (ITU-R BS.1770), e.g. -14.
+    ceiling_dbfs : float
+        Sample-peak ceiling; gain is reduced so no sample exceeds it.
+    subtype : str
+        libsndfile WAV subtype ("PCM_24", "PCM_16", "FLOAT").
+    export_mp3 : bool
+        Also write an MP3 preview (libsndfile's encoder; no ffmpeg needed).
+    mp3_bitrate_kbps : int
+        Nominal preview bitrate.
+    """
+
+    fade_ms: float = 5.0
+    zero_cross_ms: float = 3.0
+    target_lufs: float = -14.0
+    ceiling_dbfs: float = -1.0
+    subtype: str = "PCM_24"
+    export_mp3: bool = False
+    mp3_bitrate_kbps: int = 192
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one extraction run needs."""
+
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    n_jobs: int = 1
+    backend: str = "local"          # "local" (joblib) or "dask"
+    scheduler: str | None = None    # tcp://HOST:PORT for dask
+    use_cache: bool = True
+    cache_dir: str = str(DEFAULT_CACHE_DIR)
+    make_zip: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,378 @@
+"""Synthetic multi-section tracks with exact ground truth.
+
+Tests, benchmarks, the dashboard's demo track and the loop-quality model's
+training data all come from here. A track is drums, bass and chords laid on a
+sample-exact grid; sections change the drum pattern and the chord progression.
+Everything the engine should find is returned as :class:`GroundTruth`: tempo,
+every beat, every downbeat, section starts and the key.
+
+The sounds are simple but carry the cues real dance music carries: a pickup
+before the first downbeat, accented kicks on beat one, chord and bass changes
+on the bar line, a crash at each section start, swing on the off-beats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_FLAT_ALIASES = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10, "CB": 11, "FB": 4, "E#": 5, "B#": 0}
+
+#: Drum patterns on a 16th-note grid per 4/4 bar (12 steps per 3/4 bar).
+#: Each maps an instrument to step indices; "accent" steps play louder.
+DRUM_PATTERNS: dict[str, dict[str, tuple]] = {
+    "four_on_floor": {"kick": (0, 4, 8, 12), "snare": (4, 12), "hat": (2, 6, 10, 14),
+                      "ohat": (), "accent": (0,)},
+    "breakbeat": {"kick": (0, 10), "snare": (4, 12), "hat": (0, 2, 4, 6, 8, 10, 12, 14),
+                  "ohat": (), "accent": (0,)},
+    "halftime": {"kick": (0, 3), "snare": (8,), "hat": tuple(range(0, 16, 2)),
+                 "ohat": (14,), "accent": (0,)},
+    "electro": {"kick": (0, 3, 6, 10), "snare": (4, 12), "hat": tuple(range(1, 16, 2)),
+                "ohat": (), "accent": (0,)},
+    "waltz": {"kick": (0,), "snare": (4, 8), "hat": (0, 2, 4, 6, 8, 10),
+              "ohat": (), "accent": (0,)},
+    "hats_only": {"kick": (), "snare": (), "hat": tuple(range(0, 16, 2)), "ohat": (),
+                  "accent": ()},
+}
+
+#: Diatonic chord progressions (scale degrees, 0-based) per mode; each starts
+#: on the tonic and passes through the dominant so the key is unambiguous.
+PROGRESSIONS = {
+    "major": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 4, 5, 3), (0, 3, 0, 4)),
+    "minor": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 5, 4), (0, 4, 0, 3)),
+}
+_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+
+
+def parse_key(key) -> tuple[int, str] | None:
+    """``"F# minor"``, ``"Bb major"``, ``"Am"``, ``(9, "minor")`` -> (tonic, mode).
+
+    Returns None for ``None`` (no tonal material).
+    """
+    if key is None:
+        return None
+    if isinstance(key, tuple):
+        tonic, mode = key
+        return int(tonic) % 12, str(mode)
+    text = str(key).strip()
+    parts = text.split()
+    if len(parts) == 1:  # "Am", "C", "F#m"
+        name, mode = (parts[0][:-1], "minor") if parts[0].endswith("m") else (parts[0], "major")
+    else:
+        name, mode = parts[0], parts[1].lower()
+    mode = {"maj": "major", "min": "minor"}.get(mode, mode)
+    if mode not in _SCALES:
+        raise ValueError(f"unknown mode in key {key!r}")
+    up = name.upper()
+    if up in _FLAT_ALIASES:
+        return _FLAT_ALIASES[up], mode
+    names = [p.upper() for p in PITCH_CLASSES]
+    if up not in names:
+        raise ValueError(f"unknown tonic in key {key!r}")
+    return names.index(up), mode
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """(9, "minor") -> "A minor"."""
+    return f"{PITCH_CLASSES[int(tonic) % 12]} {mode}"
+
+
+@dataclass
+class GroundTruth:
+    """What a synthetic track really contains (times in seconds)."""
+
+    bpm: float
+    beats_per_bar: int
+    beats: np.ndarray
+    downbeats: np.ndarray
+    sections: np.ndarray
+    section_patterns: list
+    key: str | None
+    tonic: int | None
+    mode: str | None
+    swing: float
+    duration: float
+
+
+@dataclass
+class SynthTrack:
+    """Audio (n, channels) float32 at ``sr`` plus its :class:`GroundTruth`."""
+
+    audio: np.ndarray
+    sr: int
+    truth: GroundTruth
+    meta: dict = field(default_factory=dict)
+
+    def write(self, path, subtype: str = "PCM_24") -> Path:
+        """Write the audio to ``path`` (format from the extension)."""
+        import soundfile as sf
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), self.audio, self.sr, subtype=subtype if path.suffix.lower() in
+                 (".wav", ".aiff", ".aif", ".flac") else None)
+        return path
+
+
+# --------------------------------------------------------------------------- sounds
+
+def _env(n: int, sr: int, decay: float, attack: float = 0.001) -> np.ndarray:
+    t = np.arange(n) / sr
+    env = np.exp(-t / decay)
+    a = max(1, int(attack * sr))
+    env[:a] *= np.linspace(0.0, 1.0, a)
+    return env
+
+
+def _kick(sr: int, rng) -> np.ndarray:
+    n = int(0.35 * sr)
+    t = np.arange(n) / sr
+    freq = 48 + 110 * np.exp(-t / 0.03)
+    phase = 2 * np.pi * np.cumsum(freq) / sr
+    body = np.sin(phase) * _env(n, sr, 0.18, 0.0015)
+    click = rng.standard_normal(n) * _env(n, sr, 0.004)
+    return (body + 0.25 * click).astype(np.float32)
+
+
+def _snare(sr: int, rng) -> np.ndarray:
+    n = int(0.25 * sr)
+    t = np.arange(n) / sr
+    noise = rng.standard_normal(n)
+    noise = np.diff(noise, prepend=0.0) * 0.6 + noise * 0.4  # tilt up
+    tone = np.sin(2 * np.pi * 185 * t) * _env(n, sr, 0.05)
+    return (0.7 * noise * _env(n, sr, 0.09) + 0.5 * tone).astype(np.float32) * 0.8
+
+
+def _hat(sr: int, rng, decay: float) -> np.ndarray:
+    n = int(max(decay * 6, 0.05) * sr)
+    noise = rng.standard_normal(n)
+    for _ in range(2):
+        noise = np.diff(noise, prepend=0.0)
+    noise /= np.max(np.abs(noise)) + 1e-9
+    return (noise * _env(n, sr, decay, 0.0005)).astype(np.float32) * 0.35
+
+
+def _crash(sr: int, rng) -> np.ndarray:
+    n = int(1.6 * sr)
+    noise = np.diff(rng.standard_normal(n), prepend=0.0)
+    noise /= np.max(np.abs(noise)) + 1e-9
+    return (noise * _env(n, sr, 0.5, 0.001)).astype(np.float32) * 0.3
+
+
+def _tone(freqs, n: int, sr: int, timbre: str) -> np.ndarray:
+    """Sum of harmonic tones for ``n`` samples; ``freqs`` in Hz."""
+    t = np.arange(n) / sr
+    out = np.zeros(n)
+    harmonics = {"pad": (1.0, 0.5, 0.25, 0.12), "pluck": (1.0, 0.6, 0.35, 0.2, 0.1),
+                 "organ": (1.0, 0.0, 0.45, 0.0, 0.25)}[timbre]
+    for f in np.atleast_1d(freqs):
+        for h, amp in enumerate(harmonics, start=1):
+            if amp and f * h < sr / 2.2:
+                out += amp * np.sin(2 * np.pi * f * h * t)
+    if timbre == "pluck":
+        out *= _env(n, sr, 0.35, 0.003)
+    else:
+        a = min(n // 4, int(0.02 * sr))
+        r = min(n // 4, int(0.05 * sr))
+        shape = np.ones(n)
+        shape[:a] = np.linspace(0, 1, a)
+        shape[n - r:] = np.linspace(1, 0, r)
+        out *= shape * (0.85 + 0.15 * np.exp(-t / 0.4))
+    return out
+
+
+def _midi_hz(m: float) -> float:
+    return 440.0 * 2 ** ((m - 69) / 12)
+
+
+def _place(buf: np.ndarray, sample: np.ndarray, at: int, gain: float, pan: float = 0.0):
+    """Add a mono ``sample`` into stereo ``buf`` at sample index ``at``."""
+    if at >= buf.shape[0] or at + sample.size <= 0:
+        return
+    s0 = max(0, -at)
+    end = min(buf.shape[0], at + sample.size)
+    seg = sample[s0:end - at] * gain
+    left, right = np.sqrt(0.5 * (1 - pan)), np.sqrt(0.5 * (1 + pan))
+    buf[at + s0:end, 0] += seg * left * np.sqrt(2)
+    buf[at + s0:end, 1] += seg * right * np.sqrt(2)
+
+
+# --------------------------------------------------------------------------- tracks
+
+def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
+                section_bars: int = 8, patterns=None, swing: float = 0.0,
+                key="A minor", timbre: str = "pad", instruments=("drums", "bass", "chords"),
+                lead_in_beats: int = 1, lead_in_silence: float = 0.25,
+                tail_seconds: float = 1.0, sr: int = 44100, stereo: bool = True,
+                seed: int = 0, level_db: float = -6.0) -> SynthTrack:
+    """Generate a multi-section track and its ground truth.
+
+    Parameters
+    ----------
+    bpm : float
+        Tempo (constant).
+    beats_per_bar : int
+        3 or 4.
+    n_bars : int
+        Bars after the pickup.
+    section_bars : int
+        Bars per section; each section changes drum pattern and progression.
+    patterns : sequence of str, optional
+        Drum pattern per section, cycled (names in :data:`DRUM_PATTERNS`).
+        Default: four_on_floor, breakbeat, four_on_floor, halftime (4/4) or
+        waltz (3/4).
+    swing : float
+        Delay of off-beat 8th and 16th notes as a fraction of a 16th note
+        (0 straight, 0.33 ≈ triplet feel).
+    key : str, tuple or None
+        "A minor", "F# major", (tonic, mode), or None for drums only.
+    timbre : {"pad", "pluck", "organ"}
+        Chord instrument.
+    instruments : tuple of str
+        Any of "drums", "bass", "chords".
+    lead_in_beats : int
+        Pickup beats (hats only) before the first downbeat.
+    lead_in_silence : float
+        Silence before the pickup, in seconds.
+    tail_seconds : float
+        Ring-out after the last bar.
+    sr : int
+        Sample rate.
+    stereo : bool
+        Two channels (hats and chords spread) or one.
+    seed : int
+        Random seed for noise and humanised velocities.
+    level_db : float
+        Peak level of the mix in dBFS.
+
+    Returns
+    -------
+    SynthTrack
+    """
+    if beats_per_bar not in (3, 4):
+        raise ValueError("beats_per_bar must be 3 or 4")
+    rng = np.random.default_rng(seed)
+    steps_per_beat = 4
+    steps_per_bar = beats_per_bar * steps_per_beat
+    beat_sec = 60.0 / bpm
+    step_sec = beat_sec / steps_per_beat
+    t0 = lead_in_silence + lead_in_beats * beat_sec          # first downbeat
+    total_beats = lead_in_beats + n_bars * beats_per_bar
+    duration = lead_in_silence + total_beats * beat_sec + tail_seconds
+    n = int(np.ceil(duration * sr))
+    buf = np.zeros((n, 2), np.float64)
+
+    if patterns is None:
+        patterns = (("four_on_floor", "breakbeat", "four_on_floor", "halftime")
+                    if beats_per_bar == 4 else ("waltz",))
+    patterns = list(patterns)
+    n_sections = int(np.ceil(n_bars / section_bars))
+    section_patterns = [patterns[s % len(patterns)] for s in range(n_sections)]
+    tonal = parse_key(key)
+
+    kick, snare = _kick(sr, rng), _snare(sr, rng)
+    hat, ohat, crash = _hat(sr, rng, 0.025), _hat(sr, rng, 0.14), _crash(sr, rng)
+
+    def step_time(bar: int, step: int) -> float:
+        t = t0 + bar * beats_per_bar * beat_sec + step * step_sec
+        if step % 2 == 1:                       # off 16ths
+            t += swing * step_sec
+        elif step % 4 == 2:                     # off 8ths
+            t += swing * step_sec
+        return t
+
+    def at(t: float) -> int:
+        return int(round(t * sr))
+
+    # pickup: hats on the lead-in beats
+    if "drums" in instruments:
+        for b in range(lead_in_beats):
+            for s in (0, 2):
+                tt = lead_in_silence + b * beat_sec + s * step_sec + (swing * step_sec if s else 0)
+                _place(buf, hat, at(tt), 0.6, 0.3)
+
+    for bar in range(n_bars):
+        sec = bar // section_bars
+        pat = DRUM_PATTERNS[section_patterns[sec]]
+        if "drums" in instruments:
+            if bar % section_bars == 0:
+                _place(buf, crash, at(step_time(bar, 0)), 0.8, -0.2)
+            for s in pat["kick"]:
+                if s < steps_per_bar:
+                    g = 1.0 if s in pat["accent"] else 0.82
+                    _place(buf, kick, at(step_time(bar, s)), g * rng.uniform(0.95, 1.0))
+            for s in pat["snare"]:
+                if s < steps_per_bar:
+                    _place(buf, snare, at(step_time(bar, s)), 0.75 * rng.uniform(0.93, 1.0), 0.05)
+            for s in pat["hat"]:
+                if s < steps_per_bar:
+                    g = 0.7 if s % 4 == 0 else 0.5
+                    _place(buf, hat, at(step_time(bar, s)), g * rng.uniform(0.85, 1.0), 0.35)
+            for s in pat["ohat"]:
+                if s < steps_per_bar:
+                    _place(buf, ohat, at(step_time(bar, s)), 0.45, -0.35)
+        if tonal is not None:
+            tonic, mode = tonal
+            prog = PROGRESSIONS[mode][sec % len(PROGRESSIONS[mode])]
+            degree = prog[bar % len(prog)]
+            scale = _SCALES[mode]
+            root_pc = (tonic + scale[degree]) % 12
+            triad = [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+            if mode == "minor" and degree == 4:   # harmonic minor: major dominant
+                triad[1] += 1
+            bar_start = at(step_time(bar, 0))
+            bar_len = at(t0 + (bar + 1) * beats_per_bar * beat_sec) - bar_start
+            if "chords" in instruments:
+                base = 60 + tonic - (12 if tonic > 6 else 0)
+                freqs = [_midi_hz(base + iv) for iv in triad]
+                chord = _tone(freqs, bar_len, sr, timbre) * 0.11
+                _place(buf, chord.astype(np.float32), bar_start, 1.0, 0.0)
+            if "bass" in instruments:
+                bass_midi = 36 + root_pc - (12 if root_pc > 7 else 0)
+                note_steps = (0, 6, 10) if beats_per_bar == 4 else (0, 6)
+                for k, s in enumerate(note_steps):
+                    start = at(step_time(bar, s))
+                    end = at(step_time(bar, note_steps[k + 1])) if k + 1 < len(note_steps) \
+                        else bar_start + bar_len
+                    m = bass_midi + (12 if k == 2 else 0)
+                    note = _tone([_midi_hz(m)], max(end - start, 1), sr, "pad")
+                    note *= _env(note.size, sr, 0.5, 0.004)
+                    _place(buf, (note * (0.5 if k == 0 else 0.4)).astype(np.float32), start, 1.0)
+
+    buf += rng.standard_normal(buf.shape) * 1e-5          # noise floor: never digital silence
+    peak = np.max(np.abs(buf)) + 1e-12
+    buf *= (10 ** (level_db / 20)) / peak
+    audio = buf.astype(np.float32) if stereo else buf.mean(axis=1, keepdims=True).astype(np.float32)
+
+    beats = lead_in_silence + np.arange(total_beats) * beat_sec
+    downbeats = t0 + np.arange(n_bars) * beats_per_bar * beat_sec
+    sections = t0 + np.arange(n_sections) * section_bars * beats_per_bar * beat_sec
+    truth = GroundTruth(bpm=float(bpm), beats_per_bar=beats_per_bar, beats=beats,
+                        downbeats=downbeats, sections=sections,
+                        section_patterns=section_patterns,
+                        key=key_name(*tonal) if tonal else None,
+                        tonic=tonal[0] if tonal else None, mode=tonal[1] if tonal else None,
+                        swing=float(swing), duration=n / sr)
+    return SynthTrack(audio=audio, sr=sr, truth=truth,
+                      meta={"timbre": timbre, "instruments": tuple(instruments), "seed": seed})
+
+
+def synth_loop(pattern: str = "four_on_floor", bpm: float = 124.0, *, bars: int = 2,
+               beats_per_bar: int = 4, key=None, swing: float = 0.0, sr: int = 22050,
+               stereo: bool = False, seed: int = 0, instruments=("drums",)) -> SynthTrack:
+    """A seamless loop: exactly ``bars`` bars of one drum pattern, no pickup.
+
+    Used for contact-map and neighbour tests: loops that share ``pattern``
+    share their rhythm whatever their tempo.
+    """
+    track = synth_track(bpm, beats_per_bar=beats_per_bar, n_bars=bars, section_bars=bars,
+                        patterns=(pattern,), swing=swing, key=key, instruments=instruments,
+                        lead_in_beats=0, lead_in_silence=0.0, tail_seconds=0.0, sr=sr,
+                        stereo=stereo, seed=seed)
+    n = int(round(bars * beats_per_bar * 60.0 / bpm * sr))
+    track.audio = track.audio[:n]
+    # crash only at the section start would ring across the seam; it is part of the loop
+    track.truth.duration = n / sr
+    return track
