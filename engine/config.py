@@ -98,7 +98,26 @@ class ExportConfig:
     export_mp3 : bool
         Also write an MP3 preview (libsndfile's encoder; no ffmpeg needed).
     mp3_bitrate_kbps : int
-        Nominal preview bitrate.
+        Nominal preview bitrate (clamped to what the preview's MPEG version
+        allows: 32-320 kbps at 32-48 kHz, less at lower rates).
+    seam_mode : {"fade", "crossfade"}
+        How the loop's end meets its start when repeated. "fade" (default):
+        short fade-in and fade-out of ``fade_ms`` at both cuts. "crossfade":
+        the sampler technique: the last ``crossfade_ms`` of the loop are
+        crossfaded with the audio just *before* the loop's start, so the
+        repeat flows into the first sample exactly as the track did; the
+        downbeat transient is left untouched (no fade-in). Falls back to
+        "fade" when there is not enough audio before the start.
+    crossfade_ms : float
+        Crossfade length for ``seam_mode="crossfade"``.
+    snap_mode : {"each", "joint", "none"}
+        Zero-crossing snapping: "each" (default) moves each cut independently
+        to the nearest crossing within ``zero_cross_ms`` (length may change
+        by up to ``2 * zero_cross_ms``); "joint" shifts both cuts by the same
+        amount (the loop keeps its exact bar length); "none" cuts exactly.
+    max_gain_db : float
+        Largest gain loudness normalisation may apply, so a near-silent loop
+        is not pumped up into audible noise.
     """
 
     fade_ms: float = 5.0
@@ -108,6 +127,10 @@ class ExportConfig:
     subtype: str = "PCM_24"
     export_mp3: bool = False
     mp3_bitrate_kbps: int = 192
+    seam_mode: str = "fade"
+    crossfade_ms: float = 10.0
+    snap_mode: str = "each"
+    max_gain_db: float = 40.0
 
     def as_dict(self) -> dict:
         return asdict(self)
