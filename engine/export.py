@@ -66,7 +66,8 @@ AGGREGATE_NAME = "all_loops_metadata.csv"
 SEED_COLUMNS = ("track_id", "start_time", "end_time", "bars", "bpm")
 
 #: Columns the export adds, after the seed's.
-EXPORT_COLUMNS = ("source_file", "rank", "file", "mp3_file", "start_sample", "end_sample",
+EXPORT_COLUMNS = ("source_file", "rank", "file", "mp3_file", "folder", "start_sample",
+                  "end_sample",
                   "export_start_sample", "export_end_sample", "sr", "channels", "gain_db",
                   "loudness_lufs", "peak_dbfs", "ceiling_limited", "loudness_lufs_before",
                   "gain_capped", "seam", "mp3_sr", "mp3_channels")
@@ -832,11 +833,13 @@ def export_track_loops(info: AudioInfo, selected: pd.DataFrame, out_dir,
     DataFrame
         This track's rows of ``loops_metadata.csv``: ``track_id, start_time,
         end_time, bars, bpm``, then ``source_file, rank, file, mp3_file,
-        start_sample, end_sample, export_start_sample, export_end_sample, sr,
+        folder, start_sample, end_sample, export_start_sample, export_end_sample, sr,
         channels, gain_db, loudness_lufs, peak_dbfs, ceiling_limited,
         loudness_lufs_before, gain_capped, seam, mp3_sr, mp3_channels``, then
         the other input columns. ``file``/``mp3_file`` are names inside
-        ``out_dir``.
+        ``out_dir``; ``folder`` is ``out_dir``'s name (a batch writes one
+        folder per track under the run folder, so an aggregated row locates
+        its file as ``<run>/<folder>/<file>``).
     """
     cfg = cfg or ExportConfig()
     _check_config(cfg)
@@ -888,6 +891,7 @@ def export_track_loops(info: AudioInfo, selected: pd.DataFrame, out_dir,
                 "track_id": raw_stem if track_id is None or pd.isna(track_id) else track_id,
                 "source_file": source, "file": wav_name,
                 "mp3_file": mp3_name if done.mp3_path is not None else "",
+                "folder": out_dir.name,
                 "start_sample": int(r["start_sample"]), "end_sample": int(r["end_sample"]),
                 "export_start_sample": done.start_sample, "export_end_sample": done.end_sample,
                 "sr": done.sr, "channels": done.channels, "gain_db": round(done.gain_db, 3),
@@ -966,7 +970,7 @@ def write_aggregate_csv(tables, out_path) -> pd.DataFrame:
 
 
 def _arcname(parts) -> str:
-    return "/".join(sanitize_name(p, max_len=120) for p in parts)
+    return "/".join(sanitize_name(p, max_len=240, max_bytes=240) for p in parts)
 
 
 def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:

@@ -6,7 +6,6 @@ boundaries to cut at.
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -441,6 +440,17 @@ def test_shared_folder_keeps_every_track_and_replaces_stale(tmp_path_factory, tm
     assert set(b["file"]) <= set(wavs)
 
 
+def test_long_unicode_name_survives_zip(src, tmp_path):
+    track, info = src
+    stem = "東京🎛" * 60
+    table = export_track_loops(info, _selection(track, _downbeat_samples(track)).iloc[:1],
+                               tmp_path / "o", track_stem=stem)
+    name = table["file"][0]
+    assert len(name.encode("utf-8")) < 255 and name.endswith("__02_1bars_124bpm.wav")
+    with zipfile.ZipFile(make_zip(tmp_path / "o", tmp_path / "o.zip")) as zf:
+        assert name in zf.namelist()
+
+
 def test_empty_selection_writes_empty_table(src, tmp_path):
     track, info = src
     table = export_track_loops(info, pd.DataFrame(), tmp_path)
@@ -470,6 +480,9 @@ def test_aggregate_csv_and_zip(tmp_path_factory, tmp_path):
         assert not name.startswith("/") and "\\" not in name
         assert ".." not in name.split("/")
         assert name.split("/")[0] == "run ✓"
+    assert set(back["folder"]) == {"Track A", "Track B"}
+    for row in back.itertuples():
+        assert (run / row.folder / row.file).is_file()
     flat = make_zip([run / "Track A" / a["file"][0]], tmp_path / "flat.zip")
     with zipfile.ZipFile(flat) as zf:
         assert zf.namelist() == [a["file"][0]]
