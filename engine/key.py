@@ -12,7 +12,7 @@ How the key is found
    5512.5 Hz (pitch information above 2 kHz is not needed), cut into Hann
    windows of 4096 samples (0.74 s, 1.35 Hz bins: bass semitones stay apart)
    centred every ``hop_length`` input samples. In each frame only *spectral
-   peaks* count: local maxima between 50 Hz and 2 kHz that stand at least 4x
+   peaks* count: local maxima between 50 Hz and 2 kHz that stand at least 6x
    above the local mean power (drum noise and reverb tails fall away). Each
    peak's frequency is refined by parabolic interpolation, corrected for the
    track's tuning (estimated from the peaks of the average spectrum, so a
@@ -64,7 +64,7 @@ CHROMA_N_FFT = 4096
 #: Frequency band searched for tonal peaks (Hz).
 CHROMA_FMIN, CHROMA_FMAX = 50.0, 2000.0
 #: A peak must exceed this multiple of the mean power around it ...
-PEAK_THRESHOLD = 4.0
+PEAK_THRESHOLD = 6.0
 #: ... measured over this many FFT bins (25 bins = 34 Hz).
 PEAK_NEIGHBOURHOOD = 25
 #: Frame hop used by :func:`key_of_audio` (seconds).

@@ -1,0 +1,403 @@
+"""Key detection, Camelot / Open Key codes and harmonic compatibility.
+
+Accuracy is measured on engine.synth tracks in all 24 keys with several
+tempos and instrumentations, scored exact and with the MIREX weighted score
+(mir_eval's rules: exact 1, fifth above 0.5, relative 0.3, parallel 0.2).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.key import (NO_CLEAR_KEY, PROFILES, Chroma, KeyCompat, camelot_code, estimate_key,
+                        key_compatibility, key_from_camelot, key_of_audio, open_key_code,
+                        parse_camelot, segment_keys, track_chroma, track_key)
+from engine.synth import PITCH_CLASSES, key_name, synth_track
+
+SR = 22050
+
+#: (bpm, timbre, instruments) cycled over the 24 keys, two per key.
+CONFIGS = (
+    (96.0, "pad", ("drums", "bass", "chords")),
+    (128.0, "organ", ("chords",)),
+    (150.0, "pluck", ("bass", "chords")),
+    (172.0, "pad", ("drums", "chords")),
+    (118.0, "pluck", ("drums", "bass", "chords")),
+    (138.0, "organ", ("bass", "chords")),
+)
+
+
+def mirex_score(true_tonic, true_mode, est_tonic, est_mode) -> tuple[str, float]:
+    """MIREX / mir_eval weighted key score and the error class."""
+    if est_tonic is None:
+        return "none", 0.0
+    if (est_tonic, est_mode) == (true_tonic, true_mode):
+        return "exact", 1.0
+    if est_mode == true_mode and (est_tonic - true_tonic) % 12 == 7:
+        return "fifth", 0.5
+    if true_mode == "major" and est_mode == "minor" and (est_tonic - true_tonic) % 12 == 9:
+        return "relative", 0.3
+    if true_mode == "minor" and est_mode == "major" and (est_tonic - true_tonic) % 12 == 3:
+        return "relative", 0.3
+    if est_tonic == true_tonic and est_mode != true_mode:
+        return "parallel", 0.2
+    return "other", 0.0
+
+
+def _mono(track) -> np.ndarray:
+    return track.audio[:, 0] if track.audio.ndim == 2 else track.audio
+
+
+@pytest.fixture(scope="module")
+def key_set():
+    """48 short mono tracks: every key twice, different tempo and instruments."""
+    items = []
+    i = 0
+    for mode in ("major", "minor"):
+        for tonic in range(12):
+            for rep in range(2):
+                bpm, timbre, inst = CONFIGS[i % len(CONFIGS)]
+                tr = synth_track(bpm, n_bars=8, section_bars=4, key=(tonic, mode), timbre=timbre,
+                                 instruments=inst, sr=SR, stereo=False, seed=i)
+                items.append((tonic, mode, bpm, timbre, inst, _mono(tr)))
+                i += 1
+    return items
+
+
+# --------------------------------------------------------------------------- accuracy
+
+def test_accuracy_all_24_keys(key_set):
+    counts: dict[str, int] = {}
+    scores = []
+    misses = []
+    for tonic, mode, bpm, timbre, inst, y in key_set:
+        est = key_of_audio(y, SR)
+        kind, s = mirex_score(tonic, mode, est.tonic, est.mode)
+        counts[kind] = counts.get(kind, 0) + 1
+        scores.append(s)
+        if kind != "exact":
+            misses.append(f"{key_name(tonic, mode)} {bpm:g} {timbre} {'+'.join(inst)} -> {est.key}")
+    n = len(scores)
+    exact = counts.get("exact", 0) / n
+    weighted = float(np.mean(scores))
+    report = f"n={n} exact={exact:.3f} weighted={weighted:.3f} classes={counts} misses={misses}"
+    print(report)
+    assert exact >= 0.85, report
+    assert weighted >= 0.90, report
+
+
+def test_track_chroma_default_hop_matches_truth(key_set):
+    # the lead's path: chroma at hop 512 once per track, key from it
+    for tonic, mode, _bpm, _timbre, _inst, y in key_set[::5]:
+        ch = track_chroma(y, SR)
+        est = track_key(ch)
+        assert (est.tonic, est.mode) == (tonic, mode), est
+        assert est.key == key_name(tonic, mode)
+        assert est.camelot == camelot_code(tonic, mode)
+        assert 0.5 <= est.confidence <= 1.0
+
+
+@pytest.mark.parametrize("bpm,pattern", [(96.0, "four_on_floor"), (124.0, "breakbeat"),
+                                         (140.0, "halftime"), (174.0, "electro")])
+def test_drum_only_tracks_have_no_clear_key(bpm, pattern):
+    tr = synth_track(bpm, n_bars=8, key=None, instruments=("drums",), patterns=(pattern,),
+                     sr=SR, stereo=False, seed=int(bpm))
+    est = key_of_audio(_mono(tr), SR)
+    assert est.key == NO_CLEAR_KEY
+    assert est.tonic is None and est.mode is None
+    assert est.camelot is None and est.open_key is None
+    assert est.confidence == 0.0
+    assert not est.is_clear
+    assert est.tonal_share is not None and est.tonal_share < 0.08
+
+
+def test_stereo_44k_input_gives_same_key():
+    tr = synth_track(124.0, n_bars=8, key="D minor", sr=44100, stereo=True, seed=5)
+    est = key_of_audio(tr.audio, 44100)          # (n, 2): averaged to mono
+    assert est.key == "D minor"
+    assert est.camelot == "7A" and est.open_key == "12m"
+
+
+@pytest.mark.parametrize("cents", [35.0, -30.0, -31.77])   # -31.77 = A tuned to 432 Hz
+def test_tuning_correction(cents):
+    import soxr
+
+    tr = synth_track(120.0, n_bars=8, key="C# minor", timbre="pluck", sr=SR, stereo=False, seed=7)
+    y = _mono(tr)
+    # play the track 2^(cents/1200) faster: every pitch moves by `cents`
+    shifted = soxr.resample(y, SR * 2 ** (cents / 1200.0), SR).astype(np.float32)
+    ch = track_chroma(shifted, SR)
+    assert abs(ch.tuning_cents - cents) < 5.0, ch.tuning_cents
+    est = track_key(ch)
+    assert est.key == "C# minor", est
+
+
+# --------------------------------------------------------------------------- chroma
+
+def test_chroma_shape_times_and_values():
+    tr = synth_track(130.0, n_bars=4, key="G major", sr=SR, stereo=False, seed=2)
+    y = _mono(tr)
+    ch = track_chroma(y, SR, hop_length=512)
+    assert isinstance(ch, Chroma)
+    n = 1 + y.size // 512
+    assert ch.values.shape == (12, n) and ch.values.dtype == np.float32
+    assert ch.times.shape == (n,)
+    assert ch.frame_rate == pytest.approx(SR / 512)
+    assert np.allclose(np.diff(ch.times), 512 / SR)
+    assert np.all(np.isfinite(ch.values)) and ch.values.min() >= 0
+    assert ch.tonality.shape == (n,) and 0 <= ch.tonality.min() and ch.tonality.max() <= 1
+    assert abs(ch.tuning_cents) < 3
+    # G major's pitch classes dominate the average
+    mean = ch.values.mean(axis=1)
+    top = set(np.argsort(mean)[::-1][:3].tolist())
+    assert top <= {7, 11, 2, 0, 4, 9, 6}          # G major scale
+
+
+def test_chroma_progress_and_bad_input():
+    calls = []
+    y = np.zeros(SR, np.float32)
+    ch = track_chroma(y, SR, progress=lambda d, t, m: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1] == ch.n_frames
+    assert estimate_key(ch.values, tonal_share=ch.tonal_share()).key == NO_CLEAR_KEY
+    with pytest.raises(ValueError):
+        track_chroma(np.zeros((10, 2)), SR)
+
+
+def test_short_input_does_not_crash():
+    tr = synth_track(120.0, n_bars=1, key="A minor", sr=SR, stereo=False, lead_in_beats=0,
+                     lead_in_silence=0.0, tail_seconds=0.0)
+    ch = track_chroma(_mono(tr)[: SR // 4], SR)       # 0.25 s, shorter than the window
+    assert ch.values.shape[0] == 12 and ch.n_frames >= 1
+
+
+# --------------------------------------------------------------------------- segments
+
+@pytest.fixture(scope="module")
+def drums_then_music():
+    """8 bars of drums only, then 8 bars in B minor (drums, bass, chords), at 120 BPM."""
+    drums = synth_track(120.0, n_bars=8, key=None, instruments=("drums",), sr=SR, stereo=False,
+                        lead_in_beats=0, lead_in_silence=0.0, tail_seconds=0.0, seed=3)
+    music = synth_track(120.0, n_bars=8, key="B minor", sr=SR, stereo=False, lead_in_beats=0,
+                        lead_in_silence=0.0, tail_seconds=0.0, seed=4)
+    y = np.concatenate([_mono(drums), _mono(music)])
+    return track_chroma(y, SR), 2.0               # chroma, bar length in seconds
+
+
+def test_segment_keys_per_loop(drums_then_music):
+    ch, bar = drums_then_music
+    starts = [0.0, 4 * bar, 8 * bar, 12 * bar]
+    ends = [s + 4 * bar for s in starts]
+    keys = segment_keys(ch, starts, ends)
+    assert len(keys) == 4
+    assert [k.key for k in keys[:2]] == [NO_CLEAR_KEY, NO_CLEAR_KEY]
+    assert [k.key for k in keys[2:]] == ["B minor", "B minor"]
+    assert all(k.camelot == "10A" for k in keys[2:])
+    assert keys[3].confidence > 0.5
+
+
+def test_segment_keys_edge_cases(drums_then_music):
+    ch, bar = drums_then_music
+    out = segment_keys(ch, [1000.0], [1010.0])        # past the end
+    assert out[0].key == NO_CLEAR_KEY
+    assert segment_keys(ch, [], []) == []
+    with pytest.raises(ValueError):
+        segment_keys(ch, [0.0, 1.0], [2.0])
+    # a prior from the whole track keeps a loop's own "no clear key" verdict
+    k = segment_keys(ch, [0.0], [4 * bar], track_weight=0.5)[0]
+    assert k.key == NO_CLEAR_KEY
+    k = segment_keys(ch, [8 * bar], [10 * bar], track_weight=0.5)[0]
+    assert k.key == "B minor"
+
+
+# --------------------------------------------------------------------------- estimate_key
+
+def _triad_chroma(root: int, minor: bool = False) -> np.ndarray:
+    v = np.full(12, 0.05)
+    for iv in (0, 3 if minor else 4, 7):
+        v[(root + iv) % 12] = 1.0
+    return v
+
+
+def test_estimate_key_vector_and_matrix():
+    # I-IV-V in D major as three chord frames
+    frames = np.stack([_triad_chroma(2), _triad_chroma(7), _triad_chroma(9)], axis=1)
+    est = estimate_key(frames)
+    assert est.key == "D major" and est.camelot == "10B" and est.open_key == "3d"
+    assert est.runner_up is not None and est.margin > 0
+    single = estimate_key(frames.mean(axis=1))
+    assert single.key == est.key
+    assert est.tonal_share is None
+
+
+def test_estimate_key_refuses_flat_or_atonal():
+    assert estimate_key(np.ones(12)).key == NO_CLEAR_KEY
+    assert estimate_key(np.zeros(12)).key == NO_CLEAR_KEY
+    assert estimate_key(np.zeros((12, 0))).key == NO_CLEAR_KEY
+    # a convincing chroma is still refused when it carries almost no tonal energy
+    assert estimate_key(_triad_chroma(0), tonal_share=0.01).key == NO_CLEAR_KEY
+    # chromatic cluster: nothing fits a key profile
+    v = np.zeros(12)
+    v[[0, 1, 2, 3, 6, 9]] = 1.0
+    assert estimate_key(v).key == NO_CLEAR_KEY
+
+
+def test_estimate_key_validates_input():
+    with pytest.raises(ValueError):
+        estimate_key(np.ones((11, 4)))
+    with pytest.raises(ValueError):
+        estimate_key(np.ones(7))
+    with pytest.raises(ValueError):
+        estimate_key(np.full(12, np.nan))
+    with pytest.raises(ValueError):
+        estimate_key(_triad_chroma(0), profile="nope")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_finds_a_clear_progression(profile):
+    # i-iv-V-i in E minor with the harmonic-minor leading tone
+    frames = np.stack([_triad_chroma(4, True), _triad_chroma(9, True), _triad_chroma(11),
+                       _triad_chroma(4, True)], axis=1)
+    assert estimate_key(frames, profile=profile).key == "E minor"
+
+
+# --------------------------------------------------------------------------- codes
+
+#: Reference Camelot wheel (as printed by Mixed In Key), written out by hand.
+CAMELOT_TABLE = {
+    "1A": "G# minor", "1B": "B major", "2A": "D# minor", "2B": "F# major",
+    "3A": "A# minor", "3B": "C# major", "4A": "F minor", "4B": "G# major",
+    "5A": "C minor", "5B": "D# major", "6A": "G minor", "6B": "A# major",
+    "7A": "D minor", "7B": "F major", "8A": "A minor", "8B": "C major",
+    "9A": "E minor", "9B": "G major", "10A": "B minor", "10B": "D major",
+    "11A": "F# minor", "11B": "A major", "12A": "C# minor", "12B": "E major",
+}
+#: Open Key: C major = 1d, A minor = 1m, +1 per fifth.
+OPEN_KEY_TABLE = {
+    "C major": "1d", "A minor": "1m", "G major": "2d", "E minor": "2m", "D major": "3d",
+    "B minor": "3m", "A major": "4d", "F# minor": "4m", "E major": "5d", "C# minor": "5m",
+    "B major": "6d", "G# minor": "6m", "F# major": "7d", "D# minor": "7m", "C# major": "8d",
+    "A# minor": "8m", "G# major": "9d", "F minor": "9m", "D# major": "10d", "C minor": "10m",
+    "A# major": "11d", "G minor": "11m", "F major": "12d", "D minor": "12m",
+}
+
+
+def _parse(name: str) -> tuple[int, str]:
+    tonic, mode = name.split()
+    return PITCH_CLASSES.index(tonic), mode
+
+
+def test_camelot_table_all_24():
+    assert len(CAMELOT_TABLE) == 24
+    for code, name in CAMELOT_TABLE.items():
+        tonic, mode = _parse(name)
+        assert camelot_code(tonic, mode) == code, name
+        assert key_from_camelot(code) == (tonic, mode)
+    assert camelot_code(9, "minor") == "8A"
+    assert camelot_code(0, "major") == "8B"
+    assert camelot_code(6, "minor") == "11A"
+    assert camelot_code(4, "major") == "12B"
+    assert camelot_code(None, None) is None
+    assert camelot_code(21, "minor") == "8A"       # tonic taken mod 12
+    with pytest.raises(ValueError):
+        camelot_code(0, "dorian")
+
+
+def test_open_key_table_all_24():
+    assert len(OPEN_KEY_TABLE) == 24
+    for name, code in OPEN_KEY_TABLE.items():
+        assert open_key_code(*_parse(name)) == code, name
+    assert open_key_code(None, "major") is None
+
+
+def test_parse_camelot():
+    assert parse_camelot("8A") == (8, "A")
+    assert parse_camelot(" 12b ") == (12, "B")
+    assert parse_camelot("01B") == (1, "B")
+    for bad in ("13A", "0B", "8C", "A8", "", "8", "8AB"):
+        with pytest.raises(ValueError):
+            parse_camelot(bad)
+
+
+@pytest.mark.parametrize("a,b,compatible,relation", [
+    ("8A", "8A", True, "same key"),
+    ("8A", "9A", True, "+1 (dominant)"),
+    ("8A", "7A", True, "-1 (subdominant)"),
+    ("12A", "1A", True, "+1 (dominant)"),        # wheel wraps 12 -> 1
+    ("1B", "12B", True, "-1 (subdominant)"),
+    ("8A", "8B", True, "relative major/minor"),
+    ("11B", "11A", True, "relative major/minor"),
+    ("8A", "10A", False, "clash"),
+    ("8A", "9B", False, "clash"),
+    ("3B", "9B", False, "clash"),
+    ("8A", None, False, "unknown"),
+    ("", "8A", False, "unknown"),
+    (float("nan"), "8A", False, "unknown"),
+    (None, None, False, "unknown"),
+])
+def test_key_compatibility(a, b, compatible, relation):
+    res = key_compatibility(a, b)
+    assert isinstance(res, KeyCompat)
+    assert (res.compatible, res.relation) == (compatible, relation)
+
+
+def test_key_compatibility_agrees_with_music_theory():
+    # +1 on the wheel is the dominant (a fifth up) in both modes
+    for tonic in range(12):
+        for mode in ("major", "minor"):
+            here = camelot_code(tonic, mode)
+            assert key_compatibility(here, camelot_code(tonic + 7, mode)).relation == "+1 (dominant)"
+            assert key_compatibility(here, camelot_code(tonic + 5, mode)).relation == \
+                "-1 (subdominant)"
+            rel = (tonic + 9) % 12 if mode == "major" else (tonic + 3) % 12
+            other = "minor" if mode == "major" else "major"
+            assert key_compatibility(here, camelot_code(rel, other)).relation == \
+                "relative major/minor"
+            assert key_compatibility(here, camelot_code(tonic + 1, mode)).relation == "clash"
+    with pytest.raises(ValueError):
+        key_compatibility("8A", "Am")
+
+
+def test_key_estimate_as_dict():
+    est = estimate_key(_triad_chroma(9, True))
+    d = est.as_dict()
+    assert d["key"] == "A minor" and d["camelot"] == "8A" and d["open_key"] == "1m"
+    assert not math.isnan(d["correlation"])
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_cli_key(tmp_path, capsys):
+    from engine.cli import main
+
+    tonal = synth_track(124.0, n_bars=8, key="A minor", sr=SR, stereo=True, seed=11)
+    drums = synth_track(124.0, n_bars=8, key=None, instruments=("drums",), sr=SR, seed=12)
+    p1 = tonal.write(tmp_path / "loops" / "am.wav")
+    p2 = drums.write(tmp_path / "loops" / "drums.flac")
+    out_csv = tmp_path / "keys.csv"
+    rc = main(["key", "--input", str(p1), "--input", str(p2), "--out_csv", str(out_csv)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "A minor" in text and "8A" in text and "1m" in text
+    assert NO_CLEAR_KEY in text
+    import pandas as pd
+
+    df = pd.read_csv(out_csv)
+    assert list(df["camelot"].fillna("")) == ["8A", ""]
+
+    rc = main(["key", "--folder", str(tmp_path / "loops")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "am.wav" in text and "drums.flac" in text
+
+
+def test_cli_key_reports_bad_files(tmp_path, capsys):
+    from engine.cli import main
+
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio at all")
+    rc = main(["key", "--input", str(bad)])
+    text = capsys.readouterr().out
+    assert rc == 2 and "broken.wav" in text and "error" in text
+    rc = main(["key"])
+    assert rc == 2
