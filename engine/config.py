@@ -111,10 +111,12 @@ class ExportConfig:
     crossfade_ms : float
         Crossfade length for ``seam_mode="crossfade"``.
     snap_mode : {"each", "joint", "none"}
-        Zero-crossing snapping: "each" (default) moves each cut independently
-        to the nearest crossing within ``zero_cross_ms`` (length may change
-        by up to ``2 * zero_cross_ms``); "joint" shifts both cuts by the same
-        amount (the loop keeps its exact bar length); "none" cuts exactly.
+        Zero-crossing snapping: "joint" (default) shifts both cuts by the
+        same amount, at most ``zero_cross_ms``, so the start lands on a zero
+        crossing and the loop keeps its exact bar length (a DAW or sampler
+        that repeats it never drifts off the grid); "each" moves each cut
+        independently to its nearest crossing (length may change by up to
+        ``2 * zero_cross_ms``); "none" cuts exactly.
     max_gain_db : float
         Largest gain loudness normalisation may apply, so a near-silent loop
         is not pumped up into audible noise.
@@ -129,7 +131,7 @@ class ExportConfig:
     mp3_bitrate_kbps: int = 192
     seam_mode: str = "fade"
     crossfade_ms: float = 10.0
-    snap_mode: str = "each"
+    snap_mode: str = "joint"
     max_gain_db: float = 40.0
 
     def as_dict(self) -> dict:

@@ -191,7 +191,9 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
         for k, v in vals.items():
             out[k][f0:f1] = np.asarray(v, np.float32)[keep]
         mel[:, f0:f1] = np.log1p(100.0 * (mel_fb @ S[:, keep]))
-        chroma[:, f0:f1] = chroma_fb @ S[:, keep]
+        # chroma of the harmonic part only: drums must not look like chord changes
+        mask_full = np.vstack([mask_h[:1], np.repeat(mask_h, 4, axis=0)])
+        chroma[:, f0:f1] = chroma_fb @ (S * mask_full)[:, keep]
         if progress:
             progress(b + 1, n_blocks, "frame features")
 

@@ -42,6 +42,11 @@ def add_arguments(p):
     p.add_argument("--weight_periodicity", type=float, default=0.15)
     p.add_argument("--weight_drum_alignment", type=float, default=0.10)
     p.add_argument("--fade_ms", type=float, default=5.0, help="fade at each seam, ms")
+    p.add_argument("--seam_mode", default="fade", choices=("fade", "crossfade"),
+                   help="fade both cuts, or crossfade the tail into the pre-roll (keeps the downbeat attack)")
+    p.add_argument("--snap_mode", default="joint", choices=("joint", "each", "none"),
+                   help="zero-crossing snapping: joint keeps the exact bar length")
+    p.add_argument("--mp3_bitrate_kbps", type=int, default=192, help="MP3 preview bitrate")
     p.add_argument("--target_lufs", type=float, default=-14.0, help="loudness target (LUFS)")
     p.add_argument("--ceiling_dbfs", type=float, default=-1.0, help="peak ceiling (dBFS)")
     p.add_argument("--wav_subtype", default="PCM_24", choices=("PCM_16", "PCM_24", "FLOAT"))
@@ -74,7 +79,8 @@ def config_from_args(args):
                       max_overlap=args.max_overlap, model_path=args.model)
     export = replace(ExportConfig(), fade_ms=args.fade_ms, target_lufs=args.target_lufs,
                      ceiling_dbfs=args.ceiling_dbfs, subtype=args.wav_subtype,
-                     export_mp3=args.export_mp3)
+                     export_mp3=args.export_mp3, seam_mode=args.seam_mode,
+                     snap_mode=args.snap_mode, mp3_bitrate_kbps=args.mp3_bitrate_kbps)
     cfg = PipelineConfig(analysis=analysis, rank=rank, export=export,
                          n_jobs=args.jobs or default_jobs(), backend=args.backend,
                          scheduler=args.scheduler, use_cache=not args.no_cache,
