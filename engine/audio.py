@@ -265,7 +265,17 @@ def load_mono(path, sr: int = 22050, *, min_duration: float = 0.5,
         raise AudioError(info.path, f"too short ({info.duration:.2f} s; need at least "
                                     f"{min_duration:g} s)")
     block = max(int(block_seconds * info.sr), 1024)
-    pieces = []
+    # preallocate the output (the resampler's exact length is known only at the end)
+    y = np.empty(int(np.ceil(info.frames * sr / info.sr)) + 64, np.float32)
+    filled = 0
+
+    def put(x):
+        nonlocal y, filled
+        if filled + x.size > y.size:
+            y = np.resize(y, filled + x.size)
+        y[filled:filled + x.size] = x
+        filled += x.size
+
     stream = None if info.sr == sr else soxr.ResampleStream(info.sr, sr, 1, dtype="float32",
                                                             quality="HQ")
     peak = 0.0
@@ -276,12 +286,12 @@ def load_mono(path, sr: int = 22050, *, min_duration: float = 0.5,
                 mono = chunk.mean(axis=1, dtype=np.float32)
                 if mono.size:
                     peak = max(peak, float(np.max(np.abs(mono))))
-                pieces.append(mono if stream is None else stream.resample_chunk(mono))
+                put(mono if stream is None else stream.resample_chunk(mono))
             if stream is not None:
-                pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+                put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     except sf.LibsndfileError as exc:
         raise AudioError(info.path, "could not be decoded", _short(exc)) from None
-    y = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    y = y[:filled]
     if y.size < min_duration * sr * 0.5:
         raise AudioError(info.path, "decoded to almost no audio")
     if peak < SILENCE_PEAK:

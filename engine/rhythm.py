@@ -152,12 +152,23 @@ def fine_attack_envelope(y: np.ndarray, hop: int = FINE_HOP, win: int = 64) -> n
     n = (len(y) - win) // hop + 1
     if n < 3:
         return np.zeros(max(n, 1), np.float32)
-    idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-    e = np.sqrt(np.mean(np.square(y[idx], dtype=np.float32), axis=1) + 1e-10)
+    if win % hop:
+        raise ValueError("win must be a multiple of hop")
+    # energy per hop-sized block, computed in chunks (no (n, win) index array:
+    # a 60-minute mix stays at a few MB here)
+    n_blocks = len(y) // hop
+    e_blk = np.empty(n_blocks, np.float64)
+    chunk = hop * 65536
+    for a in range(0, n_blocks * hop, chunk):
+        z = min(a + chunk, n_blocks * hop)
+        seg = y[a:z].astype(np.float64)
+        e_blk[a // hop:z // hop] = np.square(seg).reshape(-1, hop).sum(axis=1)
+    k = win // hop
+    csum = np.concatenate([[0.0], np.cumsum(e_blk)])
+    e = np.sqrt((csum[k:k + n] - csum[:n]) / win + 1e-10)
     le = np.log(e + 1e-5)
-    rise = np.maximum(0.0, le[1:] - le[:-1])
     out = np.zeros(n, np.float32)
-    out[1:] = rise
+    out[1:] = np.maximum(0.0, le[1:] - le[:-1])
     return out
 
 
