@@ -61,6 +61,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -256,7 +257,7 @@ def _hann(n: int) -> np.ndarray:
 
 
 def _stft_mag(frames: np.ndarray, n_fft: int, center: bool) -> np.ndarray:
-    """|STFT| of each window, float64, shape (B, n_fft//2 + 1, n_frames)."""
+    """|STFT| of each window, float64, shape (B, n_frames, n_fft//2 + 1) (time major)."""
     x = np.asarray(frames, dtype=np.float64)
     if center:
         x = np.pad(x, ((0, 0), (n_fft // 2, n_fft // 2)))
@@ -264,8 +265,7 @@ def _stft_mag(frames: np.ndarray, n_fft: int, center: bool) -> np.ndarray:
     fr = np.lib.stride_tricks.as_strided(
         x, shape=(x.shape[0], n_fr, n_fft),
         strides=(x.strides[0], SPEC_HOP * x.strides[1], x.strides[1]), writeable=False)
-    spec = np.fft.rfft(fr * _hann(n_fft), axis=-1)          # (B, T, F)
-    return np.abs(spec).transpose(0, 2, 1)
+    return np.abs(np.fft.rfft(fr * _hann(n_fft), axis=-1))    # (B, T, F)
 
 
 def _to_db(S: np.ndarray) -> np.ndarray:
@@ -296,12 +296,24 @@ def spectrogram(frames, input_repr: str) -> np.ndarray:
     if frames.shape[1] != WINDOW:
         raise AnalysisError(f"windows must have {WINDOW} samples, got {frames.shape[1]}")
     if input_repr == "linear":
-        S = _stft_mag(frames, LINEAR_N_FFT, center=False)
+        S = _stft_mag(frames, LINEAR_N_FFT, center=False).transpose(0, 2, 1)
     else:
-        mag = _stft_mag(frames, MEL_N_FFT, center=True)
-        fb = mel_filterbank(128 if input_repr == "mel128" else 256)
-        S = np.matmul(fb, mag)                               # float32 @ float64 -> float64
+        mag = _stft_mag(frames, MEL_N_FFT, center=True)      # (B, T, 1025)
+        B, T, F = mag.shape
+        fb = _mel_filterbank_f64(128 if input_repr == "mel128" else 256)
+        # float32 filterbank (exactly widened) @ float64 magnitudes, like librosa's np.dot;
+        # through scipy's BLAS, the one the network uses (two OpenBLAS thread pools
+        # alternating on 2 cores slow each other down).
+        from scipy.linalg.blas import dgemm
+
+        S = dgemm(1.0, fb, mag.reshape(B * T, F).T)         # (n_mels, B*T), Fortran order
+        S = S.T.reshape(B, T, fb.shape[0]).transpose(0, 2, 1)
     return _to_db(S).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_filterbank_f64(n_mels: int) -> np.ndarray:
+    return np.asfortranarray(mel_filterbank(n_mels), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- weights
@@ -751,6 +763,7 @@ class OpenL3Model:
         self.max_cols_bytes = int(max_cols_mb * 2 ** 20)
         self.pool_size = POOL_SIZES[input_repr][self.embedding_size]
         self._ws = _Workspace(self.dtype)
+        self._lock = threading.RLock()        # the workspace is shared: one pass at a time
         L = weights.layers
         bn0 = L[0]
         s0 = bn0["gamma"].astype(np.float64) / np.sqrt(bn0["moving_variance"].astype(np.float64)
@@ -787,13 +800,14 @@ class OpenL3Model:
         x = np.asarray(spec, dtype=self.dtype)
         if x.ndim == 2:
             x = x[None]
-        x = (x * self.dtype.type(self._in_scale) + self.dtype.type(self._in_shift))[..., None]
-        for ci, (w3, b, relu) in enumerate(self._convs):
-            x = _conv3x3(x, w3, b, self._ws, self.max_cols_bytes, relu,
-                         out_name="out%d" % (ci % 2))
-            if ci in (1, 3, 5):
-                x = _maxpool(x, 2, 2)
-        return x
+        with self._lock:
+            x = (x * self.dtype.type(self._in_scale) + self.dtype.type(self._in_shift))[..., None]
+            for ci, (w3, b, relu) in enumerate(self._convs):
+                x = _conv3x3(x, w3, b, self._ws, self.max_cols_bytes, relu,
+                             out_name="out%d" % (ci % 2))
+                if ci in (1, 3, 5):
+                    x = _maxpool(x, 2, 2)
+            return np.array(x)                # out of the workspace
 
     def forward(self, spec: np.ndarray, pool_size=None) -> np.ndarray:
         """Embeddings (B, D) for dB spectrograms (B, F, T) of the model's representation."""
@@ -822,6 +836,12 @@ class OpenL3Model:
         frames, ts = frame_audio(y, sr, hop_size=hop_size, center=center)
         n = frames.shape[0]
         out = np.empty((n, self.embedding_size), np.float32)
+        with self._lock:
+            self._embed_frames(frames, out, progress)
+        return out, ts
+
+    def _embed_frames(self, frames, out, progress):
+        n = frames.shape[0]
         try:
             for s in range(0, n, self.batch_size):
                 e = min(n, s + self.batch_size)
@@ -831,7 +851,6 @@ class OpenL3Model:
                     progress(e, n, f"{self.name}: {e}/{n} windows")
         finally:
             self._ws.clear()
-        return out, ts
 
 
 @functools.lru_cache(maxsize=4)
