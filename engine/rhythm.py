@@ -35,6 +35,9 @@ from .errors import AnalysisError
 #: grid to be trusted as constant-tempo.
 GRID_RESIDUAL_MAX = 0.025
 
+#: Seconds of onset envelope (centred) used for the global tempo estimate.
+TEMPO_WINDOW = 240.0
+
 #: Hop (samples at the analysis rate) of the fine attack envelope.
 FINE_HOP = 32
 
@@ -420,13 +423,19 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     if od.envelope.max() <= 1e-8:
         raise AnalysisError(f"{where}no rhythmic onsets found (is it a drone or silence?)")
 
-    tempo0, beat_frames = librosa.beat.beat_track(onset_envelope=od.envelope, sr=sr,
-                                                  hop_length=od.hop_length, trim=False,
-                                                  start_bpm=np.sqrt(config.min_bpm * config.max_bpm))
-    tempo0 = float(np.atleast_1d(tempo0)[0])
-    if not np.isfinite(tempo0) or tempo0 <= 0 or len(beat_frames) < 4:
-        tempo0 = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=od.envelope, sr=sr,
-                                                             hop_length=od.hop_length))[0])
+    # librosa's tempogram costs ~15 kB per frame: on a 60-minute mix that is
+    # gigabytes, so the global tempo is read from at most the middle
+    # TEMPO_WINDOW seconds, then the beat tracker runs on the whole envelope
+    env = od.envelope
+    m = int(TEMPO_WINDOW * od.fps)
+    mid = env if len(env) <= m else env[(len(env) - m) // 2:(len(env) + m) // 2]
+    tempo0 = float(np.atleast_1d(librosa.feature.tempo(
+        onset_envelope=mid, sr=sr, hop_length=od.hop_length,
+        start_bpm=np.sqrt(config.min_bpm * config.max_bpm)))[0])
+    if not np.isfinite(tempo0) or tempo0 <= 0:
+        raise AnalysisError(f"{where}no steady pulse found")
+    _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
+                                             bpm=tempo0, trim=False)
     folded = fold_tempo(tempo0, config.min_bpm, config.max_bpm)
     bpm, cands = _choose_octave(folded, od, config)
     if abs(bpm - tempo0) / bpm > 0.04 or len(beat_frames) < 4:
