@@ -21,8 +21,10 @@ How the key is found
    semitone centre. The 12 pitch-class energies are log-compressed,
    ``log1p(100 * E / ref)``, against the track's 95th-percentile frame energy,
    so loud sections cannot drown the rest and quiet notes still count.
-   Each frame also records its *tonality*: the share of its 50 Hz-2 kHz
-   energy that sits in those peaks (near 0 for drums, 0.2-1 for music).
+   Each frame also records its *tonality*: the share of its 150 Hz-2 kHz
+   energy that sits in those peaks (under 0.03 for drums, 0.3-1 for music;
+   kick drums, whose sustained body is itself a low sine, are left out by
+   starting at 150 Hz).
 2. :func:`estimate_key` averages the chroma over the frames it is given
    (a whole track, or a loop's slice via :func:`segment_keys`) and correlates
    it with the 24 rotations of a major and a minor key profile (Pearson, the
@@ -63,6 +65,9 @@ CHROMA_SR = 5512.5
 CHROMA_N_FFT = 4096
 #: Frequency band searched for tonal peaks (Hz).
 CHROMA_FMIN, CHROMA_FMAX = 50.0, 2000.0
+#: Tonality (share of energy in tonal peaks) is measured above this frequency
+#: (Hz), where kick drums carry little energy.
+TONALITY_FMIN = 150.0
 #: A peak must exceed this multiple of the mean power around it ...
 PEAK_THRESHOLD = 6.0
 #: ... measured over this many FFT bins (25 bins = 34 Hz).
@@ -73,7 +78,7 @@ KEY_HOP_SECONDS = 2048 / 22050
 LOG_GAIN = 100.0
 
 #: Below this share of tonal energy the material has no key (drums, noise).
-MIN_TONAL_SHARE = 0.08
+MIN_TONAL_SHARE = 0.10
 #: Below this best profile correlation nothing fits: no key.
 MIN_CORRELATION = 0.55
 #: Below this coefficient of variation the averaged chroma is flat: no key.
@@ -121,9 +126,9 @@ class Chroma:
         rate is ``sr / hop_length`` (43.07 frames/s for 512 at 22050 Hz);
         each frame sees a 0.743 s window around its centre.
     tonality : ndarray, shape (T,), float32
-        Share of the frame's 50 Hz-2 kHz energy found in tonal peaks, in [0, 1].
+        Share of the frame's 150 Hz-2 kHz energy found in tonal peaks, in [0, 1].
     energy : ndarray, shape (T,), float32
-        The frame's 50 Hz-2 kHz energy relative to the track's loud frames
+        The frame's 150 Hz-2 kHz energy relative to the track's loud frames
         (95th percentile = 1); weights ``tonality`` when frames are pooled.
     sr : int
         Rate of the signal the chroma was computed from.
@@ -420,8 +425,9 @@ def track_chroma(y, sr: int, hop_length: int = 512, *, progress=None) -> Chroma:
 
     Notes
     -----
-    About 0.35 s for a 4-minute 22050 Hz track on one core (resample
-    20 ms, FFTs and peak picking the rest).
+    About 0.3 s for a 4-minute 22050 Hz track at hop 512 on one core
+    (resampling 20 ms, FFTs and peak picking the rest); the cost is
+    proportional to the number of frames, so a larger hop is cheaper.
     """
     import scipy.fft as sfft
     import soxr
@@ -450,6 +456,7 @@ def track_chroma(y, sr: int, hop_length: int = 512, *, progress=None) -> Chroma:
     k0 = max(2, int(math.floor(CHROMA_FMIN * n_fft / sra)))
     k1 = int(math.ceil(fmax * n_fft / sra))
     pitch_offset = 69.0 - tuning / 100.0
+    kt = min(max(k0, int(math.ceil(TONALITY_FMIN * n_fft / sra))), k1)
 
     chroma = np.zeros((n_frames, 12), np.float64)
     tonal = np.zeros(n_frames, np.float64)
@@ -461,7 +468,7 @@ def track_chroma(y, sr: int, hop_length: int = 512, *, progress=None) -> Chroma:
         X = sfft.rfft(view[idx] * window, axis=1)[:, k0 - 1:k1 + 2]   # float32 -> complex64
         P = (X.real ** 2 + X.imag ** 2).astype(np.float32)
         core = P[:, 1:-1]
-        total[b0:b0 + nb] = core.sum(axis=1, dtype=np.float64)
+        total[b0:b0 + nb] = core[:, kt - k0:].sum(axis=1, dtype=np.float64)
         local = _uniform_filter_rows(P, PEAK_NEIGHBOURHOOD)[:, 1:-1]
         mask = (core > P[:, :-2]) & (core >= P[:, 2:]) & (core > PEAK_THRESHOLD * local)
         ti, ki = np.nonzero(mask)
@@ -479,7 +486,8 @@ def track_chroma(y, sr: int, hop_length: int = 512, *, progress=None) -> Chroma:
             pc = nearest.astype(np.int64) % 12
             chroma[b0:b0 + nb] = np.bincount(ti * 12 + pc, weights=w * e,
                                              minlength=nb * 12).reshape(nb, 12)
-            tonal[b0:b0 + nb] = np.bincount(ti, weights=e, minlength=nb)
+            upper = ki >= kt - k0
+            tonal[b0:b0 + nb] = np.bincount(ti[upper], weights=e[upper], minlength=nb)
         if progress is not None:
             progress(min(b0 + nb, n_frames), n_frames, "chroma")
 
@@ -572,20 +580,23 @@ def _pitch_class_spread(v: np.ndarray) -> float:
 
 def _confidence(correlation: float, margin: float, tonal_share: float | None,
                 spread: float) -> float:
-    """Map fit, lead, tonal energy and pitch-class spread to [0, 1].
+    """Map fit, pitch-class spread, lead and tonal energy to [0, 1].
 
-    Each factor saturates at 1: correlation 0.85, margin 0.15 over the
-    runner-up, tonal share 0.25, 6 active pitch classes. Fit and tonal
-    energy gate the result (0 at the no-key thresholds); lead and spread
-    only scale it down (to a quarter at worst).
+    ``fit`` rises from 0 at :data:`MIN_CORRELATION` to 1 at correlation
+    0.85; ``cover`` from 0 at 3.5 active pitch classes (one triad: any of
+    several keys) to 1 at 7 (a full scale); ``lead`` (margin over the
+    runner-up, saturating at 0.15) scales between 0.6 and 1; ``tonal`` rises
+    from 0 at :data:`MIN_TONAL_SHARE` to 1 at a tonal share of 0.3. On
+    1-4-bar synthetic loops the exact-key rate climbs from 0.31 below
+    confidence 0.2 to 0.87 in [0.8, 0.95) and 0.94 above 0.95
+    (bench/bench_key.py).
     """
-    fit = np.clip((correlation - MIN_CORRELATION) / (0.85 - MIN_CORRELATION), 0.0, 1.0)
-    lead = np.clip(margin / 0.15, 0.0, 1.0)
+    fit = float(np.clip((correlation - MIN_CORRELATION) / (0.85 - MIN_CORRELATION), 0.0, 1.0))
+    cover = float(np.clip((spread - 3.5) / 3.5, 0.0, 1.0))
+    lead = float(np.clip(margin / 0.15, 0.0, 1.0))
     tonal = 1.0 if tonal_share is None else float(
-        np.clip((tonal_share - MIN_TONAL_SHARE) / (0.25 - MIN_TONAL_SHARE), 0.0, 1.0))
-    cover = np.clip((spread - 3.0) / 3.0, 0.0, 1.0)
-    raw = fit * tonal * (0.25 + 0.75 * lead) * (0.25 + 0.75 * cover)
-    return float(np.clip(raw ** 0.5, 0.0, 1.0))
+        np.clip((tonal_share - MIN_TONAL_SHARE) / (0.30 - MIN_TONAL_SHARE), 0.0, 1.0))
+    return float(np.clip(fit * cover * (0.6 + 0.4 * lead) * tonal, 0.0, 1.0))
 
 
 def estimate_key(chroma_values, *, tonal_share: float | None = None,

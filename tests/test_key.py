@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.key import (NO_CLEAR_KEY, PROFILES, Chroma, KeyCompat, camelot_code, estimate_key,
+from engine.key import (MIN_TONAL_SHARE, NO_CLEAR_KEY, PROFILES, Chroma, KeyCompat, camelot_code, estimate_key,
                         key_compatibility, key_from_camelot, key_of_audio, open_key_code,
                         parse_camelot, segment_keys, track_chroma, track_key)
 from engine.synth import PITCH_CLASSES, key_name, synth_track
@@ -24,7 +24,7 @@ CONFIGS = (
     (128.0, "organ", ("chords",)),
     (150.0, "pluck", ("bass", "chords")),
     (172.0, "pad", ("drums", "chords")),
-    (118.0, "pluck", ("drums", "bass", "chords")),
+    (118.0, "pluck", ("drums", "chords")),       # quiet decaying chords under loud drums
     (138.0, "organ", ("bass", "chords")),
 )
 
@@ -110,7 +110,7 @@ def test_drum_only_tracks_have_no_clear_key(bpm, pattern):
     assert est.camelot is None and est.open_key is None
     assert est.confidence == 0.0
     assert not est.is_clear
-    assert est.tonal_share is not None and est.tonal_share < 0.08
+    assert est.tonal_share is not None and est.tonal_share < MIN_TONAL_SHARE
 
 
 def test_stereo_44k_input_gives_same_key():
