@@ -44,6 +44,7 @@ class Embedder(Protocol):
     name: str
     dim: int
     note: str
+    cache_key: str
 
     def embed(self, y, sr: float, hop_size: float = 0.1, center: bool = True,
               progress=None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +75,9 @@ class OpenL3Embedder:
         self.name = f"openl3-{input_repr}-{content_type}-{self.dim}"
         self.note = note
         self.model = ol3.load_model(weights_path, input_repr, self.dim)
+        st = Path(weights_path).stat()
+        #: Identifies the embedding function for on-disk caches.
+        self.cache_key = f"{self.name}:{Path(weights_path).name}:{st.st_size}:{int(st.st_mtime)}"
 
     def embed(self, y, sr: float, hop_size: float = 0.1, center: bool = True,
               progress=None) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +152,8 @@ class SpectralEmbedder:
     """
 
     name = "spectral"
+    #: Identifies the embedding function for on-disk caches (bump on any change).
+    cache_key = "spectral:v1"
 
     def __init__(self, note: str = ""):
         self.note = note

@@ -99,6 +99,7 @@ def test_auto_finds_weights_through_the_environment(no_weights, monkeypatch, wei
     emb = get_embedder("auto", embedding_size=6144)
     assert isinstance(emb, OpenL3Embedder)
     assert emb.name == "openl3-mel128-music-6144" and emb.dim == 6144
+    assert emb.cache_key.startswith("openl3-mel128-music-6144:openl3_audio_mel128_music.h5:")
     y = np.random.default_rng(3).normal(0, 0.1, 48000)
     values, ts = emb.embed(y, 48000, hop_size=0.5, center=False)
     assert values.shape == (1, 6144) and ts.tolist() == [0.0]

@@ -24,9 +24,12 @@ def add_arguments(p):
     p.add_argument("--weights", default=None,
                    help="OpenL3 weights .h5 file or folder (else $LOOPLAB_OPENL3_WEIGHTS, "
                         "an installed openl3 package, models/openl3/)")
-    p.add_argument("--input_repr", default="mel128", choices=INPUT_REPRS)
-    p.add_argument("--content_type", default="music", choices=CONTENT_TYPES)
-    p.add_argument("--embedding_size", type=int, default=512, choices=EMBEDDING_SIZES)
+    p.add_argument("--input_repr", default="mel128", choices=INPUT_REPRS,
+                   help="OpenL3 spectrogram input")
+    p.add_argument("--content_type", default="music", choices=CONTENT_TYPES,
+                   help="OpenL3 training content (selects the weights file)")
+    p.add_argument("--embedding_size", type=int, default=512, choices=EMBEDDING_SIZES,
+                   help="OpenL3 embedding dimension")
     p.add_argument("--hop_size", type=float, default=0.1, help="seconds between 1-s windows")
     p.add_argument("--no_center", action="store_true",
                    help="do not pad half a window at the start (timestamps = window starts)")

@@ -17,9 +17,11 @@ def add_arguments(p):
 
     p.add_argument("--download", action="store_true",
                    help="fetch the official weights file (needs internet)")
-    p.add_argument("--input_repr", default="mel128", choices=INPUT_REPRS)
-    p.add_argument("--content_type", default="music", choices=CONTENT_TYPES)
-    p.add_argument("--dest", default=None, help="folder to save into (default models/openl3/)")
+    p.add_argument("--input_repr", default="mel128", choices=INPUT_REPRS,
+                   help="OpenL3 spectrogram input")
+    p.add_argument("--content_type", default="music", choices=CONTENT_TYPES,
+                   help="OpenL3 training content")
+    p.add_argument("--dest", default=None, help="folder to save into; models/openl3/ when not given")
     p.add_argument("--weights", default=None, help="explicit file or folder to check")
     p.add_argument("--timeout", type=float, default=15.0, help="download timeout, seconds")
 
