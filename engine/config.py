@@ -42,6 +42,15 @@ class AnalysisConfig:
         Score margin for the adaptive choice.
     min_duration : float
         Shortest usable input in seconds (validation).
+    embedding : {"none", "auto", "spectral", "openl3"}
+        Per-candidate pooled embeddings: none (default, fastest); auto
+        (OpenL3 when weights are found, else spectral); spectral (model-free);
+        openl3 (fails clearly without weights).
+    embedding_hop : float
+        Seconds between embedding windows (computed once per track).
+    openl3_weights : str, optional
+        OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS, else an
+        installed openl3 package).
     """
 
     sr: int = 22050
@@ -54,6 +63,9 @@ class AnalysisConfig:
     adaptive_4_vs_8: bool = False
     adaptive_margin: float = 0.03
     min_duration: float = 0.5
+    embedding: str = "none"
+    embedding_hop: float = 0.5
+    openl3_weights: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -66,6 +66,8 @@ def test_batch_exports_bar_aligned_seam_safe_loops(library, tmp_path):
         meta = r.metadata
         assert len(meta) == 4
         assert abs(r.bpm - truth.bpm) / truth.bpm < 0.02
+        assert r.key == truth.key
+        assert meta["camelot"].notna().all()
         bar = truth.beats_per_bar * 60.0 / truth.bpm
         for _, row in meta.iterrows():
             wav = f"{r.out_dir}/{row['file']}"
@@ -167,3 +169,13 @@ def test_dask_backend_on_a_local_cluster(library, tmp_path):
         assert len(pd.read_csv(tmp_path / "out" / "all_loops_metadata.csv")) == 8
     finally:
         cluster.close()
+
+
+def test_pooled_embeddings_are_added_and_named(library, tmp_path):
+    root, _ = library
+    a = analyse_track(root / "swing 112.wav", AnalysisConfig(embedding="spectral", bars=(2, 4)))
+    assert a.embedding_backend == "spectral"
+    emb = [c for c in a.candidates.columns if c.startswith("emb_mean_")]
+    assert len(emb) > 10 and a.candidates[emb].notna().all().all()
+    # different loops get different vectors
+    assert a.candidates[emb].std().max() > 0

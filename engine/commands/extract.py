@@ -34,6 +34,12 @@ def add_arguments(p):
                    help="keep only 4- or 8-bar loops when one clearly fits the track better")
     p.add_argument("--max_overlap", type=float, default=0.5,
                    help="skip a candidate overlapping a better one by more than this fraction")
+    p.add_argument("--embedding", default="none", choices=("none", "auto", "spectral", "openl3"),
+                   help="pooled per-loop embeddings: auto = OpenL3 if weights are found, else the "
+                   "model-free 'spectral' embedding")
+    p.add_argument("--openl3_weights", default=None,
+                   help="OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS)")
+    p.add_argument("--embedding_hop", type=float, default=0.5, help="seconds between embedding windows")
     p.add_argument("--model", default=None, help="XGBoost loop-quality model (JSON); "
                    "default: heuristic scoring, reported in the score_source column")
     p.add_argument("--disable_composite_rerank", action="store_true",
@@ -69,7 +75,8 @@ def config_from_args(args):
 
     analysis = AnalysisConfig(beats_per_bar=args.beats_per_bar, min_bpm=args.min_bpm,
                               max_bpm=args.max_bpm, bars=_bars(args.bars),
-                              adaptive_4_vs_8=args.adaptive_4_vs_8)
+                              adaptive_4_vs_8=args.adaptive_4_vs_8, embedding=args.embedding,
+                              embedding_hop=args.embedding_hop, openl3_weights=args.openl3_weights)
     if args.min_bpm <= 0 or args.max_bpm <= args.min_bpm * 1.9:
         raise SystemExit("error: --max_bpm must be at least 1.9 x --min_bpm (a tempo octave)")
     rank = RankConfig(top_k=max(1, args.top_k), weight_model_score=args.weight_model_score,
@@ -112,8 +119,9 @@ def run(args) -> int:
     for r in result.results:
         if r.ok:
             cached = " (cached analysis)" if r.from_cache else ""
+            emb = f", embedding {r.embedding_backend}" if r.embedding_backend != "none" else ""
             print(f"ok     {r.path}: {r.bpm:.2f} BPM, key {r.key or '-'}, "
-                  f"{r.n_exported} loops from {r.n_candidates} candidates{cached}")
+                  f"{r.n_exported} loops from {r.n_candidates} candidates{emb}{cached}")
             for w in r.warnings:
                 print(f"       warning: {w}")
         else:
