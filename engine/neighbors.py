@@ -119,7 +119,7 @@ def _ok(x) -> bool:
 
 def fold_ratio(ratio: float) -> tuple[float, float]:
     """(f, ratio * f) for f in :data:`TEMPO_FACTORS` with the smallest ``|ratio * f - 1|``."""
-    best = min(TEMPO_FACTORS, key=lambda f: (abs(ratio * f - 1.0), TEMPO_FACTORS.index(f)))
+    best = min(TEMPO_FACTORS, key=lambda f: (round(abs(ratio * f - 1.0), 9), TEMPO_FACTORS.index(f)))
     return best, ratio * best
 
 
@@ -271,8 +271,8 @@ def _measure(path, cache: dict):
 
         params = SequenceParams()
         y, info = load_mono(path, params.sr, min_duration=0.2)
-        _, env = rhythm_features(y, params.sr, params)
-        bpm, _ = estimate_loop_bpm(y, params.sr, env, info.duration, params)
+        feats = rhythm_features(y, params.sr, params)
+        bpm, _ = estimate_loop_bpm(y, params.sr, feats, info.duration, params)
         key, cam, _ = _key_of(y, params.sr)
         out = (bpm, key, cam)
     except (LoopLabError, OSError, ValueError):
