@@ -121,7 +121,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--n_scale", type=int, default=2000)
-    ap.add_argument("--data_dir", default=str(Path(tempfile.gettempdir()) / "looplab_bench_contact"))
+    ap.add_argument("--data_dir",
+                    default=str(Path(tempfile.gettempdir()) / "looplab_bench_contact"))
     ap.add_argument("--baseline_pairs", type=int, default=200)
     ap.add_argument("--skip_scale", action="store_true")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)

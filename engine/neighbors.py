@@ -119,7 +119,10 @@ def _ok(x) -> bool:
 
 def fold_ratio(ratio: float) -> tuple[float, float]:
     """(f, ratio * f) for f in :data:`TEMPO_FACTORS` with the smallest ``|ratio * f - 1|``."""
-    best = min(TEMPO_FACTORS, key=lambda f: (round(abs(ratio * f - 1.0), 9), TEMPO_FACTORS.index(f)))
+    def move(f):                       # rounded so exact ties prefer the earlier factor
+        return round(abs(ratio * f - 1.0), 9), TEMPO_FACTORS.index(f)
+
+    best = min(TEMPO_FACTORS, key=move)
     return best, ratio * best
 
 

@@ -308,7 +308,8 @@ def test_artifacts_have_the_seed_names_and_columns(dtw, seqset, tmp_path):
     info = pd.read_csv(tmp_path / "contact_loop_info.csv")
     assert {"file", "bpm", "key", "camelot", "duration"} <= set(info.columns)
     summary = json.loads((tmp_path / "contact_map_summary.json").read_text())
-    assert {"n_files", "params", "artifacts", "laplacian_eigenvalues", "top_overlaps"} <= set(summary)
+    assert {"n_files", "params", "artifacts", "laplacian_eigenvalues",
+            "top_overlaps"} <= set(summary)
     assert {"sr", "max_seconds", "max_frames", "distance_metric", "sharpen_mode", "self_tune_k",
             "mutual_knn", "sinkhorn_iters", "sinkhorn_eps", "n_bins",
             "n_eigen_tags"} <= set(summary["params"])

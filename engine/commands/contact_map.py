@@ -35,7 +35,7 @@ def add_arguments(p):
                    help="all-pairs DTW, DTW on a kNN shortlist, or auto (exact up to "
                         "--auto_exact_max loops)")
     p.add_argument("--auto_exact_max", type=int, default=500)
-    p.add_argument("--shortlist_k", type=int, default=40,
+    p.add_argument("--shortlist_k", type=int, default=60,
                    help="DTW candidates per loop (shortlist)")
     p.add_argument("--band_rad", type=float, default=None,
                    help="Sakoe-Chiba band radius as a fraction of the shorter loop (default: none)")
@@ -45,8 +45,8 @@ def add_arguments(p):
                    help="do not refine BPM from the loop length (inputs are not whole bars)")
     p.add_argument("--disable_bpm_estimation", action="store_true", help="no BPM per loop")
     p.add_argument("--disable_key_estimation", action="store_true", help="no key per loop")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="processes decoding audio (0 = one per core)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="processes decoding audio (0 = one per core; 1 = in-process)")
     p.add_argument("--threads", type=int, default=0, help="DTW threads (0 = all cores)")
     p.add_argument("--no_heatmaps", action="store_true")
     p.add_argument("--no_cache", action="store_true", help="ignore and do not write the cache")
