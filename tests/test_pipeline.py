@@ -179,3 +179,19 @@ def test_pooled_embeddings_are_added_and_named(library, tmp_path):
     assert len(emb) > 10 and a.candidates[emb].notna().all().all()
     # different loops get different vectors
     assert a.candidates[emb].std().max() > 0
+
+
+@pytest.mark.parametrize("sr,channels,subtype", [(8000, 1, "PCM_16"), (192000, 2, "FLOAT"),
+                                                 (48000, 6, "PCM_24")])
+def test_unusual_sources_keep_rate_and_channels(tmp_path, sr, channels, subtype):
+    tr = synth_track(122, n_bars=10, sr=sr, stereo=channels > 1, seed=sr % 97)
+    audio = tr.audio if channels <= 2 else np.tile(tr.audio, (1, channels // 2)) * 0.7
+    path = tmp_path / f"src {sr} {channels}ch.wav"
+    sf.write(path, audio, sr, subtype=subtype)
+    out = run_batch([path], tmp_path / "out", replace(_cfg(tmp_path), rank=RankConfig(top_k=2)))
+    assert out.n_failed == 0, out.summary["files_failed"]
+    r = out.results[0]
+    assert abs(r.bpm - 122) / 122 < 0.02
+    for f in r.metadata["file"]:
+        info = sf.info(f"{r.out_dir}/{f}")
+        assert info.samplerate == sr and info.channels == channels
