@@ -118,6 +118,17 @@ def top10_sets(dtw_res, n, k=10):
 
 
 def main(argv=None):
+    import shutil
+
+    scratch = []
+    try:
+        return _main(argv, scratch)
+    finally:
+        for d in scratch:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _main(argv, scratch):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--n_scale", type=int, default=2000)
@@ -140,6 +151,7 @@ def main(argv=None):
     rows = make_loops(Path(args.data_dir), n_all)
     files = [r["file"] for r in rows]
     cache_dir = Path(tempfile.mkdtemp(prefix="looplab_bench_cache_"))
+    scratch.append(cache_dir)
 
     # ------------------------------------------------------------------ 200 loops
     small = files[: args.n]
@@ -216,6 +228,7 @@ def main(argv=None):
           f"{bcm.n_components}, bridges {bcm.bridges_added}; eigenvalues "
           f"{np.round(bcm.eigenvalues[:4], 4).tolist()}")
     out_dir = Path(tempfile.mkdtemp(prefix="looplab_bench_cm_"))
+    scratch.append(out_dir)
     _, w_art, _ = timed(write_artifacts, bcm, out_dir, seqset=big)
     total = time.perf_counter() - t_total
     print(f"artifacts (4 square {N}x{N} CSVs, edges, labels, neighbours, heatmaps): {w_art:.1f} s")
