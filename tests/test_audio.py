@@ -107,3 +107,14 @@ def test_find_audio_files_sorted_and_recursive(tmp_path):
     assert found == ["a.FLAC", "b/1.mp3", "b/2.wav"]
     with pytest.raises(FileNotFoundError):
         find_audio_files(tmp_path / "missing")
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from engine.atomic import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "x.csv", "a,b\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
