@@ -54,14 +54,18 @@ def run(args) -> int:
     # native rate: the OpenL3 path resamples with resampy itself, as openl3 does
     y, info = load_mono(args.input, sr=info.sr, min_duration=0.01, info=info)
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc="embed", unit="step", disable=True if args.quiet else None)
+
     def progress(done, total, message):
-        if not args.quiet:
-            print(f"\r{message}", end="", file=sys.stderr, flush=True)
+        bar.total = max(int(total), 1)
+        bar.update(int(done) - bar.n)
+        bar.set_postfix_str(str(message)[-40:])
 
     tl = embedding_timeline(y, info.sr, embedder, hop_size=args.hop_size,
                             center=not args.no_center, progress=progress)
-    if not args.quiet:
-        print(file=sys.stderr)
+    bar.close()
     out = tl.save(args.out)
     print(f"wrote {out}: {len(tl)} windows x {tl.dim} dims ({tl.backend}, hop {args.hop_size:g} s, "
           f"{info.duration:.1f} s of audio)")
