@@ -7,7 +7,6 @@ else the model-free ``spectral`` embedding, and the command says which.
 """
 from __future__ import annotations
 
-import sys
 
 NAME = "embed"
 HELP = ("Compute per-window audio embeddings (OpenL3 with official weights, no TensorFlow; "
