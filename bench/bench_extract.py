@@ -28,7 +28,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import AnalysisConfig, RankConfig  # noqa: E402
+from engine.config import RankConfig  # noqa: E402
 from engine.pipeline import analyse_track, rank_track  # noqa: E402
 from engine.synth import synth_track  # noqa: E402
 
