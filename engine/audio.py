@@ -299,6 +299,12 @@ def load_mono(path, sr: int = 22050, *, min_duration: float = 0.5,
     return np.ascontiguousarray(y, dtype=np.float32), info
 
 
+def as_2d(x: np.ndarray) -> np.ndarray:
+    """``x`` as shape (n, channels): a 1-D signal becomes one column."""
+    x = np.asarray(x)
+    return x[:, None] if x.ndim == 1 else x
+
+
 def read_segment(info: AudioInfo, start: int, stop: int) -> np.ndarray:
     """Samples ``start:stop`` at the source rate, shape (n, channels), float32.
 

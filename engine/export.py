@@ -13,18 +13,19 @@ writes one audio file per loop plus a metadata table:
    start (``seam_mode="crossfade"``, the sampler technique that keeps the
    downbeat transient intact). Either way the last sample flows into the first
    one without a step, so the loop repeats without a click.
-3. **Loudness**: integrated loudness per ITU-R BS.1770 (pyloudnorm) is
-   brought to ``target_lufs``, unless a sample would then exceed
+3. **Loudness**: integrated loudness per ITU-R BS.1770 (pyloudnorm,
+   :mod:`engine.loudness`) is brought to ``target_lufs``, unless a sample would then exceed
    ``ceiling_dbfs``: the gain is reduced to fit and the loop is recorded as
    ``ceiling_limited``. No sample ever reaches full scale. Layouts pyloudnorm
    does not weight itself are mapped onto its L, R, C, Ls, Rs slots (5.1 drops
    the LFE, as BS.1770 says); loops shorter than the 400 ms gating block are
    measured repeated, the way they will be heard.
-4. **Files**: WAV (24-bit by default) and an optional MP3 preview, both
-   written by soundfile/libsndfile (no ffmpeg). The preview only is downmixed
-   to stereo and resampled (soxr) when MP3 cannot carry the source layout or
-   rate. Names are sanitised: ``<track>__01_4bars_124bpm.wav`` with the
-   *rank*, never a candidate index.
+4. **Files**: WAV (24-bit by default) and an optional MP3 preview
+   (:mod:`engine.mp3`), both written by soundfile/libsndfile (no ffmpeg). The
+   preview only is downmixed to stereo and resampled (soxr) when MP3 cannot
+   carry the source layout or rate. Names are sanitised
+   (:mod:`engine.naming`): ``<track>__01_4bars_124bpm.wav`` with the *rank*,
+   never a candidate index.
 5. **Metadata**: ``loops_metadata.csv`` per output folder (merged per source
    file, so several tracks can share a folder without overwriting each
    other), an aggregated ``all_loops_metadata.csv`` across a batch
@@ -33,15 +34,15 @@ writes one audio file per loop plus a metadata table:
 
 Every file is written atomically (:mod:`engine.atomic`): a failure never
 leaves a half-written file under the final name.
+
+The names that moved to :mod:`engine.loudness`, :mod:`engine.mp3` and
+:mod:`engine.naming` can still be imported from here.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
-import re
-import unicodedata
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -52,9 +53,12 @@ import pandas as pd
 import soundfile as sf
 
 from .atomic import atomic_path, atomic_write_csv
-from .audio import AudioInfo, read_segment
+from .audio import AudioInfo, as_2d, read_segment
 from .config import ExportConfig
 from .errors import AudioError, LoopLabError
+from .loudness import measure_loudness, peak_to_dbfs
+from .mp3 import MP3_RATES, downmix_stereo, prepare_mp3, write_mp3  # noqa: F401 - re-exported
+from .naming import loop_filename, sanitize_name, unique_member_name, zip_member_name
 
 #: Per-track metadata file name.
 METADATA_NAME = "loops_metadata.csv"
@@ -72,18 +76,8 @@ EXPORT_COLUMNS = ("source_file", "rank", "file", "mp3_file", "folder", "start_sa
                   "loudness_lufs", "peak_dbfs", "ceiling_limited", "loudness_lufs_before",
                   "gain_capped", "seam", "mp3_sr", "mp3_channels")
 
-#: Sample rates an MP3 (MPEG-1/2/2.5 layer III) can carry.
-MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-
 #: WAV sample formats the export writes.
 WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
-
-#: BS.1770 gating block (s); shorter signals are measured repeated.
-_GATE_BLOCK = 0.4
-
-_RESERVED = re.compile(r'[<>:"/\\|?*]')
-_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                    *(f"LPT{i}" for i in range(1, 10))}
 
 
 # --------------------------------------------------------------------------- results
@@ -166,87 +160,7 @@ class ExportedLoop:
     mp3_channels: int | None = None
 
 
-# --------------------------------------------------------------------------- names
-
-def sanitize_name(text, max_len: int = 80, max_bytes: int = 180) -> str:
-    """Turn any text into one safe file-name component.
-
-    Path separators become ``_`` after ``.``/``..`` components are dropped (so
-    ``"../evil"`` gives ``"evil"`` and ``"AC/DC"`` gives ``"AC_DC"``); tabs
-    and newlines become spaces, other control and format characters
-    (including bidi overrides) are removed; the
-    reserved characters ``<>:"/\\|?*`` become ``_``; leading dots and spaces
-    and trailing dots and spaces go; Windows device names get a ``_`` prefix.
-    Unicode letters are kept, NFC-normalised.
-
-    Parameters
-    ----------
-    text : str or Path
-    max_len : int
-        Longest result in characters.
-    max_bytes : int
-        Longest result in UTF-8 bytes (file systems limit names to 255).
-
-    Returns
-    -------
-    str
-        Never empty (falls back to ``"track"``), never ``.``/``..``, never
-        containing a separator.
-    """
-    s = unicodedata.normalize("NFC", str(text))
-    parts = [p for p in re.split(r"[/\\]+", s) if p.strip() not in ("", ".", "..")]
-    s = "_".join(parts)
-    s = "".join(" " if ch.isspace() else ch for ch in s)
-    s = "".join(ch for ch in s if not unicodedata.category(ch).startswith("C"))
-    s = _RESERVED.sub("_", s)
-    s = re.sub(r" {2,}", " ", s)
-    s = _trim(s)
-    if s.split(".")[0].upper().strip() in _WINDOWS_DEVICES:
-        s = "_" + s
-    if len(s) > max_len:
-        s = _trim(s[:max_len])
-    while len(s.encode("utf-8")) > max_bytes:
-        s = s[:-1]
-    s = _trim(s)
-    return s or "track"
-
-
-def _trim(s: str) -> str:
-    return s.lstrip(". ").rstrip(". ")
-
-
-def _format_bpm(bpm) -> str:
-    try:
-        b = float(bpm)
-    except (TypeError, ValueError):
-        return "0"
-    if not math.isfinite(b) or b <= 0:
-        return "0"
-    return f"{b:.0f}" if abs(b - round(b)) < 0.05 else f"{b:.1f}"
-
-
-def loop_filename(track_stem, rank, bars, bpm, ext: str = "wav") -> str:
-    """``"My Track__01_4bars_124bpm.wav"``: sanitised stem, rank, bars, tempo.
-
-    The number is the loop's rank (1 = best), zero-padded to two digits. A
-    non-integer tempo keeps one decimal (``"123.5bpm"``).
-    """
-    # "__" separates the stem from the loop fields: keep it out of the stem
-    stem = re.sub(r"_{2,}", "_", sanitize_name(track_stem)).strip("_ ") or "track"
-    try:
-        bars_txt = f"{float(bars):g}"
-    except (TypeError, ValueError):
-        bars_txt = "0"
-    ext = sanitize_name(str(ext).lstrip("."), max_len=8) if ext else "wav"
-    return f"{stem}__{int(rank):02d}_{bars_txt}bars_{_format_bpm(bpm)}bpm.{ext}"
-
-
 # --------------------------------------------------------------------------- seams
-
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    return x[:, None] if x.ndim == 1 else x
-
 
 def snap_to_zero_crossing(x: np.ndarray, index: int, max_shift: int) -> int:
     """The cut position nearest ``index`` where the signal crosses zero.
@@ -273,7 +187,7 @@ def snap_to_zero_crossing(x: np.ndarray, index: int, max_shift: int) -> int:
         the summed absolute level of the two neighbouring samples is lowest.
         ``index`` itself (clipped to ``[0, n]``) when ``max_shift <= 0``.
     """
-    x = _as_2d(x)
+    x = as_2d(x)
     n = x.shape[0]
     index = int(min(max(int(index), 0), n))
     max_shift = int(max_shift)
@@ -296,7 +210,7 @@ def snap_to_zero_crossing(x: np.ndarray, index: int, max_shift: int) -> int:
 
 def _joint_shift(x: np.ndarray, start: int, end: int, max_shift: int) -> int:
     """One shift ``s`` for both cuts minimising the level around them."""
-    x = _as_2d(x)
+    x = as_2d(x)
     n = x.shape[0]
     lo = max(-max_shift, 1 - start)
     hi = min(max_shift, n - 1 - end)
@@ -325,7 +239,7 @@ def apply_fades(x: np.ndarray, fade_len: int) -> np.ndarray:
     The first and the last sample become exactly 0, so the loop's end meets
     its start without a step. ``fade_len`` is capped at a quarter of the loop.
     """
-    y = np.array(_as_2d(x), dtype=np.float32, copy=True)
+    y = np.array(as_2d(x), dtype=np.float32, copy=True)
     n = y.shape[0]
     fade_len = int(min(max(fade_len, 0), n // 4))
     if fade_len < 1:
@@ -346,8 +260,8 @@ def apply_crossfade(x: np.ndarray, pre_roll: np.ndarray) -> np.ndarray:
     ``pre_roll[-1]``, so on repeat the loop flows into its first sample
     exactly as the source did. The start is untouched.
     """
-    y = np.array(_as_2d(x), dtype=np.float32, copy=True)
-    pre = _as_2d(pre_roll).astype(np.float32)
+    y = np.array(as_2d(x), dtype=np.float32, copy=True)
+    pre = as_2d(pre_roll).astype(np.float32)
     L = min(pre.shape[0], y.shape[0] // 2)
     if L < 1:
         return y
@@ -358,116 +272,7 @@ def apply_crossfade(x: np.ndarray, pre_roll: np.ndarray) -> np.ndarray:
     return y
 
 
-# --------------------------------------------------------------------------- loudness
-
-def _loudness_layout(channels: int) -> tuple[list[int | None], str]:
-    """Map WAV channel order onto pyloudnorm's [L, R, C, Ls, Rs] slots.
-
-    Returns the source channel for each slot (None = silent slot) and
-    "pyloudnorm" or "generic".
-    """
-    if channels in (1, 2, 3, 5):
-        return list(range(channels)), "pyloudnorm"
-    if channels == 4:       # quad FL FR BL BR: surrounds weighted 1.41, empty centre
-        return [0, 1, None, 2, 3], "pyloudnorm"
-    if channels == 6:       # 5.1 FL FR FC LFE BL BR: LFE excluded (BS.1770)
-        return [0, 1, 2, 4, 5], "pyloudnorm"
-    return [], "generic"
-
-
-def _generic_weights(channels: int) -> np.ndarray:
-    """BS.1770 weights for layouts pyloudnorm does not cover (7+ channels).
-
-    WAV order: front L, R, C weight 1; channel 3 is the LFE (excluded); all
-    further (surround/back) channels weight 1.41.
-    """
-    w = np.full(channels, 1.41)
-    w[:min(3, channels)] = 1.0
-    if channels >= 6:
-        w[3] = 0.0
-    return w
-
-
-def _gated_loudness(x: np.ndarray, sr: int, weights: np.ndarray) -> float:
-    """BS.1770-4 integrated loudness with arbitrary channel weights.
-
-    K-weighting uses pyloudnorm's own filters; blocks of 400 ms, 75 % overlap,
-    absolute gate -70 LUFS, relative gate -10 LU (as pyloudnorm does).
-    """
-    import pyloudnorm as pyln
-
-    meter = pyln.Meter(sr)
-    y = np.array(x, dtype=np.float64, copy=True)
-    for stage in meter._filters.values():
-        for ch in range(y.shape[1]):
-            y[:, ch] = stage.apply_filter(y[:, ch])
-    block = int(round(_GATE_BLOCK * sr))
-    step = max(1, int(round(_GATE_BLOCK * 0.25 * sr)))
-    n_blocks = 1 + max(0, (y.shape[0] - block) // step)
-    csum = np.vstack([np.zeros((1, y.shape[1])), np.cumsum(y ** 2, axis=0)])
-    starts = np.arange(n_blocks) * step
-    z = (csum[starts + block] - csum[starts]) / block              # (blocks, ch)
-    with np.errstate(divide="ignore"):
-        lj = -0.691 + 10 * np.log10(z @ weights)
-        keep = lj >= -70.0
-        if not keep.any():
-            return float("-inf")
-        rel = -0.691 + 10 * np.log10(z[keep].mean(axis=0) @ weights) - 10.0
-        keep &= lj > rel
-        if not keep.any():
-            return float("-inf")
-        return float(-0.691 + 10 * np.log10(z[keep].mean(axis=0) @ weights))
-
-
-def measure_loudness(x: np.ndarray, sr: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4 via pyloudnorm).
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,) or (n, channels)
-        WAV channel order (L, R, C, LFE, Ls, Rs for 5.1).
-    sr : int
-
-    Returns
-    -------
-    float
-        LUFS; ``-inf`` when nothing passes the -70 LUFS absolute gate.
-
-    Notes
-    -----
-    pyloudnorm weights up to five channels as [L, R, C, Ls, Rs]; 4-channel
-    (quad) and 6-channel (5.1, LFE excluded) files are mapped onto those
-    slots; 7+ channels use the same algorithm with BS.1770 weights
-    (:func:`_generic_weights`). A signal shorter than the 400 ms gating block
-    is measured repeated (a loop is heard repeated).
-    """
-    import pyloudnorm as pyln
-
-    x = _as_2d(np.asarray(x, dtype=np.float64))
-    n, channels = x.shape
-    if n == 0:
-        return float("-inf")
-    need = int(math.ceil(_GATE_BLOCK * sr)) + 1
-    if n < need:
-        x = np.tile(x, (int(math.ceil(need / n)), 1))
-    slots, kind = _loudness_layout(channels)
-    if kind == "generic":
-        return _gated_loudness(x, sr, _generic_weights(channels))
-    data = np.zeros((x.shape[0], len(slots)), np.float64)
-    for j, src in enumerate(slots):
-        if src is not None:
-            data[:, j] = x[:, src]
-    if data.shape[1] == 1:
-        data = data[:, 0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = pyln.Meter(sr).integrated_loudness(data)
-    return float(value) if np.isfinite(value) else float("-inf")
-
-
-def _peak_dbfs(peak: float) -> float:
-    return float(20 * np.log10(peak)) if peak > 0 else float("-inf")
-
+# --------------------------------------------------------------------------- render
 
 def _check_config(cfg: ExportConfig) -> None:
     if cfg.seam_mode not in ("fade", "crossfade"):
@@ -511,16 +316,16 @@ def render_loop(x: np.ndarray, sr: int, cfg: ExportConfig | None = None, *,
     """
     cfg = cfg or ExportConfig()
     _check_config(cfg)
-    x = _as_2d(np.asarray(x, dtype=np.float32))
+    x = as_2d(np.asarray(x, dtype=np.float32))
     n = x.shape[0]
     if n == 0:
         raise ValueError("cannot render an empty loop")
     seam = "none"
     if cfg.seam_mode == "crossfade" and pre_roll is not None:
         want = int(round(cfg.crossfade_ms * sr / 1000.0))
-        have = min(_as_2d(pre_roll).shape[0], want, n // 2)
+        have = min(as_2d(pre_roll).shape[0], want, n // 2)
         if have >= max(1, min(want, int(round(cfg.fade_ms * sr / 1000.0)))):
-            y = apply_crossfade(x, _as_2d(pre_roll)[-have:])
+            y = apply_crossfade(x, as_2d(pre_roll)[-have:])
             seam = "crossfade"
     if seam == "none":
         fade_len = int(round(cfg.fade_ms * sr / 1000.0))
@@ -548,112 +353,11 @@ def render_loop(x: np.ndarray, sr: int, cfg: ExportConfig | None = None, *,
     after = before + gain_db if np.isfinite(before) else float("-inf")
     return RenderedLoop(audio=out, gain_db=float(gain_db), loudness_lufs_before=float(before),
                         loudness_lufs_after=float(after),
-                        peak_dbfs=_peak_dbfs(float(np.max(np.abs(out)))),
+                        peak_dbfs=peak_to_dbfs(float(np.max(np.abs(out)))),
                         ceiling_limited=ceiling_limited, gain_capped=gain_capped, seam=seam)
 
 
-# --------------------------------------------------------------------------- MP3
-
-def _mp3_rate(sr: int) -> int:
-    """The MP3-legal rate to use for a source at ``sr``."""
-    if sr in MP3_RATES:
-        return sr
-    if sr > 48000:
-        return 44100 if sr % 11025 == 0 else 48000
-    return min(r for r in MP3_RATES if r >= sr) if sr < 48000 else 48000
-
-
-def downmix_stereo(x: np.ndarray) -> np.ndarray:
-    """Fold any layout to at most two channels (WAV channel order).
-
-    Mono and stereo pass through. 3.0, quad, 5.0, 5.1 and 7.1 use the ITU
-    downmix (centre and surrounds at -3 dB, LFE dropped); other layouts are
-    averaged to mono and sent to both sides.
-    """
-    x = _as_2d(x)
-    c = x.shape[1]
-    if c <= 2:
-        return x
-    g = np.float32(1 / np.sqrt(2))
-    if c == 3:
-        left, right = x[:, 0] + g * x[:, 2], x[:, 1] + g * x[:, 2]
-    elif c == 4:
-        left, right = x[:, 0] + g * x[:, 2], x[:, 1] + g * x[:, 3]
-    elif c == 5:
-        left, right = x[:, 0] + g * x[:, 2] + g * x[:, 3], x[:, 1] + g * x[:, 2] + g * x[:, 4]
-    elif c == 6:
-        left, right = x[:, 0] + g * x[:, 2] + g * x[:, 4], x[:, 1] + g * x[:, 2] + g * x[:, 5]
-    elif c == 8:
-        left = x[:, 0] + g * (x[:, 2] + x[:, 4] + x[:, 6])
-        right = x[:, 1] + g * (x[:, 2] + x[:, 5] + x[:, 7])
-    else:
-        left = right = x.mean(axis=1)
-    return np.stack([left, right], axis=1).astype(np.float32)
-
-
-def _mp3_compression(kbps: float, sr: int) -> float:
-    """libsndfile's compression level giving ``kbps`` at constant bitrate."""
-    if sr >= 32000:
-        top, bottom = 320.0, 32.0
-    elif sr >= 16000:
-        top, bottom = 160.0, 8.0
-    else:
-        top, bottom = 64.0, 8.0
-    kbps = min(max(float(kbps), bottom), top)
-    # libsndfile truncates top - c * (top - bottom) to int: aim half a kbps above
-    return float(min(max((top - kbps - 0.5) / (top - bottom), 0.0), 1.0))
-
-
-def prepare_mp3(audio: np.ndarray, sr: int, ceiling_dbfs: float = -1.0) -> tuple[np.ndarray, int]:
-    """Audio an MP3 can carry: at most 2 channels, an MPEG sample rate.
-
-    Downmixing and soxr resampling happen only when needed; if either pushed
-    a sample over the ceiling, the preview is scaled back under it.
-    """
-    channels = _as_2d(audio).shape[1]
-    y = downmix_stereo(audio)
-    rate = _mp3_rate(sr)
-    changed = channels > 2
-    if rate != sr:
-        import soxr
-
-        y = soxr.resample(y, sr, rate, quality="HQ").astype(np.float32)
-        changed = True
-    if changed:
-        ceiling = 10 ** (ceiling_dbfs / 20.0)
-        peak = float(np.max(np.abs(y))) if y.size else 0.0
-        if peak > ceiling:
-            y = (y * (ceiling / peak * (1 - 1e-6))).astype(np.float32)
-    return np.ascontiguousarray(y, dtype=np.float32), rate
-
-
-def write_mp3(path, audio: np.ndarray, sr: int, bitrate_kbps: int = 192,
-              ceiling_dbfs: float = -1.0) -> tuple[Path, int, int]:
-    """Write an MP3 preview atomically with libsndfile's LAME encoder.
-
-    The decoded preview is checked against the ceiling (MP3 coding can
-    overshoot the input's peak) and re-encoded quieter when needed, so the
-    preview never clips either.
-
-    Returns ``(path, rate, channels)`` of the file written.
-    """
-    y, rate = prepare_mp3(audio, sr, ceiling_dbfs)
-    ceiling = 10 ** (ceiling_dbfs / 20.0)
-    path = Path(path)
-    with atomic_path(path, suffix=".mp3") as tmp:
-        for _ in range(4):
-            sf.write(tmp, y, rate, format="MP3", subtype="MPEG_LAYER_III",
-                     bitrate_mode="CONSTANT",
-                     compression_level=_mp3_compression(bitrate_kbps, rate))
-            # lossy coding can overshoot the input peak by a dB or more: check the
-            # decoded preview and re-encode quieter if it went over the ceiling
-            decoded, _ = sf.read(tmp, dtype="float32")
-            peak = float(np.max(np.abs(decoded))) if decoded.size else 0.0
-            if peak <= ceiling:
-                break
-            y = (y * (ceiling / peak * 0.98)).astype(np.float32)
-    return path, rate, y.shape[1]
-
+# --------------------------------------------------------------------------- files
 
 def write_wav(path, audio: np.ndarray, sr: int, subtype: str = "PCM_24") -> Path:
     """Write a WAV atomically (the temp file is removed if anything fails)."""
@@ -969,10 +673,6 @@ def write_aggregate_csv(tables, out_path) -> pd.DataFrame:
     return out
 
 
-def _arcname(parts) -> str:
-    return "/".join(sanitize_name(p, max_len=240, max_bytes=240) for p in parts)
-
-
 def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
     """Pack exported files into a ZIP with safe member names (atomically).
 
@@ -1020,15 +720,7 @@ def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
     with atomic_path(zip_path, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w") as zf:
             for p, parts in entries:
-                name = _arcname(prefix + parts)
-                base, dot, ext = name.rpartition(".")
-                if not dot:
-                    base, ext = name, ""
-                k = 2
-                while name in used:
-                    name = f"{base} ({k}).{ext}" if ext else f"{base} ({k})"
-                    k += 1
-                used.add(name)
+                name = unique_member_name(zip_member_name(prefix + parts), used)
                 stored = p.suffix.lower() in (".wav", ".mp3", ".flac", ".ogg", ".zip")
                 zf.write(p, name, compress_type=zipfile.ZIP_STORED if stored
                          else zipfile.ZIP_DEFLATED)

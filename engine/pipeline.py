@@ -263,7 +263,8 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
 
     Loops go to ``out_dir/<track_dir_name>/`` with its ``loops_metadata.csv``.
     """
-    from .export import export_track_loops, sanitize_name
+    from .export import export_track_loops
+    from .naming import sanitize_name
 
     t0 = time.perf_counter()
     try:
@@ -303,7 +304,7 @@ def collect_inputs(input_path=None, folder=None) -> list[Path]:
 
 def unique_dir_names(paths) -> list[str]:
     """Output folder names per input, sanitised and unique within the run."""
-    from .export import sanitize_name
+    from .naming import sanitize_name
 
     names, seen = [], {}
     for p in paths:

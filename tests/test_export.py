@@ -18,7 +18,8 @@ from engine.config import ExportConfig
 from engine.errors import AudioError
 from engine.export import (SEED_COLUMNS, export_loop, export_track_loops, loop_filename,
                            make_zip, measure_loudness, render_loop, sanitize_name,
-                           snap_to_zero_crossing, write_aggregate_csv, _gated_loudness)
+                           snap_to_zero_crossing, write_aggregate_csv)
+from engine.loudness import _gated_loudness
 from engine.synth import synth_track
 
 BPM = 124.0
