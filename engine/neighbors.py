@@ -266,7 +266,8 @@ def _measure(path, cache: dict):
     """(bpm, key, camelot) by decoding ``path`` once; Nones if it fails."""
     if path in cache:
         return cache[path]
-    from .contact import SequenceParams, _key_of, estimate_loop_bpm, rhythm_features
+    from .contact import SequenceParams, estimate_loop_bpm, rhythm_features
+    from .contact.sequences import _key_of
 
     out = (None, None, None)
     try:

@@ -264,7 +264,7 @@ def test_shortlist_mode_and_sparse_eigensolver(seqset, loops, monkeypatch):
     res = pairwise_dtw(seqset, DTWParams(mode="shortlist", shortlist_k=5), use_cache=False)
     assert res.mode == "shortlist" and res.n_pairs < N * (N - 1) // 2
     dense = build_contact_map(res)
-    monkeypatch.setattr(contact, "DENSE_EIG_MAX", 3)      # force scipy.sparse.linalg.eigsh
+    monkeypatch.setattr(contact.graph, "DENSE_EIG_MAX", 3)  # force scipy.sparse.linalg.eigsh
     sparse = build_contact_map(res)
     assert np.allclose(dense.eigenvalues[:4], sparse.eigenvalues[:4], atol=1e-6)
     assert abs(np.corrcoef(dense.fiedler, sparse.fiedler)[0, 1]) > 0.999
