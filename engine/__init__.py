@@ -12,12 +12,12 @@ Modules, one per pipeline stage::
     key         musical key, Camelot / Open Key codes
     embeddings  OpenL3 (NumPy) and model-free spectral embeddings
     scoring     loop-quality scorer and composite re-rank
-    metrics     ranking metrics (precision@k, recall@k, ndcg@k)
     export      seam-safe slicing, loudness normalisation, WAV/MP3, CSV, ZIP
     loudness    BS.1770 integrated loudness for any channel layout, peaks
     mp3         MP3 previews: MPEG rate, stereo downmix, LAME via libsndfile
     naming      safe file names, loop file names, ZIP member names
-    contact     rhythm DTW contact map, sharpening, spectral ordering
+    dtw         compiled subsequence DTW, parallel over pairs
+    contact     (package) rhythm sequences, DTW stage, sharpening, spectral order, artifacts
     neighbors   nearest-neighbour queries with BPM / pitch / key hints
     pipeline    per-track and batch orchestration, progress, parallelism
     cache       on-disk cache keyed by audio content, parameters and code version
