@@ -49,6 +49,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .contact.artifacts import LOOP_INFO_CSV as LOOP_INFO_NAME
 from .errors import LoopLabError
 
 #: Columns the neighbours CSV must have (seed).
@@ -65,7 +66,6 @@ AGREE_TOLERANCE = 0.05
 TEMPO_FACTORS = (1.0, 0.5, 2.0)
 
 #: Name of the per-loop info table written beside the neighbours CSV.
-LOOP_INFO_NAME = "contact_loop_info.csv"
 
 
 class QueryError(LoopLabError, ValueError):
