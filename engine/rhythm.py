@@ -181,9 +181,9 @@ def fold_tempo(bpm: float, min_bpm: float, max_bpm: float) -> float:
     """Multiply or divide ``bpm`` by 2 until it lies in [min_bpm, max_bpm)."""
     if not np.isfinite(bpm) or bpm <= 0:
         raise AnalysisError("no usable tempo")
-    while bpm < min_bpm * 0.97:
+    while bpm < min_bpm * 0.985:
         bpm *= 2.0
-    while bpm >= max_bpm * 1.03 and bpm / 2.0 >= min_bpm * 0.97:
+    while bpm >= max_bpm * 1.015 and bpm / 2.0 >= min_bpm * 0.985:
         bpm /= 2.0
     return float(bpm)
 
@@ -203,7 +203,7 @@ def _acf_at(r: np.ndarray, lag: float) -> float:
     return float(r[lo:hi + 1].max()) if hi >= lo else 0.0
 
 
-def in_range(bpm: float, min_bpm: float, max_bpm: float, slack: float = 0.03) -> bool:
+def in_range(bpm: float, min_bpm: float, max_bpm: float, slack: float = 0.015) -> bool:
     """True if ``bpm`` lies in the DJ range, with a little slack at both ends
     (a 70 BPM track whose first estimate reads 69.8 must stay at 70)."""
     return min_bpm * (1 - slack) <= bpm < max_bpm * (1 + slack)
