@@ -161,7 +161,8 @@ def _ffmpeg_decode(path: Path, cache_dir: Path) -> Path:
     if proc.returncode != 0 or os.path.getsize(tmp) <= 44:
         os.unlink(tmp)
         detail = (proc.stderr or "").strip().splitlines()[-1:] or ["no audio stream"]
-        raise AudioError(path, f"ffmpeg could not decode it: {detail[0]}")
+        detail = detail[0].replace(str(path), path.name).split(": ")[-1]
+        raise AudioError(path, f"ffmpeg could not decode it: {detail}")
     os.replace(tmp, out)
     return out
 
@@ -189,7 +190,12 @@ def probe(path, cache_dir=DEFAULT_CACHE_DIR) -> AudioInfo:
         info = sf.info(str(readable))
     except (sf.LibsndfileError, RuntimeError) as exc:
         if decoder == "soundfile" and shutil.which("ffmpeg"):
-            readable, decoder = _ffmpeg_decode(p, Path(cache_dir)), "ffmpeg"
+            try:
+                readable, decoder = _ffmpeg_decode(p, Path(cache_dir)), "ffmpeg"
+            except AudioError as ff_exc:
+                raise AudioError(p, "not a readable audio file",
+                                 f"soundfile said: {_short(exc)}; ffmpeg said: {ff_exc.problem}"
+                                 ) from None
             info = sf.info(str(readable))
         else:
             raise AudioError(p, "not a readable audio file",

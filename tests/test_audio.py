@@ -118,3 +118,18 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_m4a_decodes_through_ffmpeg(tmp_path):
+    import subprocess
+
+    src = tmp_path / "tone.wav"
+    sf.write(src, _tone(2.0), 44100)
+    m4a = tmp_path / "tone.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:a", "aac", str(m4a)],
+                   check=True)
+    info = probe(m4a, cache_dir=tmp_path / "cache")
+    assert info.decoder == "ffmpeg" and info.channels == 2 and info.sr == 44100
+    y, _ = load_mono(m4a, 22050, cache_dir=tmp_path / "cache", info=info)
+    assert abs(len(y) / 22050 - 2.0) < 0.1 and np.abs(y).max() > 0.1
