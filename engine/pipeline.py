@@ -18,6 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -253,8 +254,16 @@ def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
 
 
 def load_scorer(cfg: RankConfig) -> LoopScorer | None:
-    """The configured model, or None (heuristic scoring)."""
-    return LoopScorer.load(cfg.model_path) if cfg.model_path else None
+    """The configured model, or None (heuristic scoring); loaded once per file version."""
+    if not cfg.model_path:
+        return None
+    p = Path(cfg.model_path)
+    return _load_scorer_cached(str(p), p.stat().st_mtime_ns if p.exists() else 0)
+
+
+@lru_cache(maxsize=4)
+def _load_scorer_cached(path: str, mtime_ns: int) -> LoopScorer:
+    return LoopScorer.load(path)
 
 
 def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,

@@ -195,3 +195,35 @@ def test_unusual_sources_keep_rate_and_channels(tmp_path, sr, channels, subtype)
     for f in r.metadata["file"]:
         info = sf.info(f"{r.out_dir}/{f}")
         assert info.samplerate == sr and info.channels == channels
+
+
+def test_progress_callback_reports_every_stage(library):
+    root, _ = library
+    seen = []
+    analyse_track(root / "waltz 90.wav", AnalysisConfig(beats_per_bar=3),
+                  progress=lambda done, total, msg: seen.append((done, total, msg)))
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1]
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    assert any("bars" in m for _, _, m in seen)
+
+
+def test_a_trained_model_is_used_and_reported(library, tmp_path):
+    import json as _json
+
+    import xgboost as xgb
+
+    from engine.features import FEATURE_COLUMNS
+    from engine.pipeline import rank_track
+    from engine.scoring import LoopScorer
+
+    root, _ = library
+    a = analyse_track(root / "deep 70.wav", AnalysisConfig())
+    X = a.candidates[FEATURE_COLUMNS].to_numpy(float)
+    y = a.candidates["bar_repetition"].to_numpy(float)
+    booster = xgb.train({"max_depth": 2}, xgb.DMatrix(X, label=y, feature_names=FEATURE_COLUMNS), 5)
+    booster.save_model(tmp_path / "m.json")
+    (tmp_path / "m.features.json").write_text(_json.dumps(FEATURE_COLUMNS))
+    scored, top = rank_track(a, RankConfig(top_k=3), LoopScorer.load(tmp_path / "m.json"))
+    assert (scored["score_source"] == "model").all() and len(top) == 3
+    with pytest.raises(Exception, match="lack features"):
+        LoopScorer.load(tmp_path / "m.json").predict(a.candidates.drop(columns=["bar_repetition"]))
