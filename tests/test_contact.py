@@ -273,6 +273,20 @@ def test_shortlist_mode_and_sparse_eigensolver(seqset, loops, monkeypatch):
                     for f, g in zip(nn["file"], nn["neighbor_file"])]) >= 0.9
 
 
+def test_embedding_shortlist_finds_same_pattern_neighbours(loops, tmp_path):
+    from engine.contact import run_contact_map
+
+    folder, truth = loops
+    res = run_contact_map(folder, tmp_path / "emb", dtw_params=DTWParams(mode="shortlist",
+                                                                          shortlist_k=6),
+                          shortlist_embedding="spectral", estimate_key=False, heatmaps=False,
+                          cache_dir=tmp_path / "cache")
+    assert res.dtw.mode == "shortlist" and "embedding_seconds" in res.timings
+    nn = res.cmap.nearest_neighbors(1)
+    assert np.mean([truth[f]["pattern"] == truth[g]["pattern"]
+                    for f, g in zip(nn["file"], nn["neighbor_file"])]) >= 0.9
+
+
 def test_auto_mode_switches_on_size(seqset):
     assert DTWParams(auto_exact_max=30).resolved_mode(N) == "exact"
     assert DTWParams(auto_exact_max=10).resolved_mode(N) == "shortlist"

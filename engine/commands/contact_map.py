@@ -37,6 +37,12 @@ def add_arguments(p):
     p.add_argument("--auto_exact_max", type=int, default=500)
     p.add_argument("--shortlist_k", type=int, default=60,
                    help="DTW candidates per loop (shortlist)")
+    p.add_argument("--shortlist_embedding", default="none",
+                   choices=("none", "auto", "spectral", "openl3"),
+                   help="shortlist mode: propose DTW candidates by mean audio embedding "
+                        "(auto = OpenL3 when weights are found, else spectral) instead of "
+                        "bag-of-frames rhythm vectors")
+    p.add_argument("--openl3_weights", default=None, help="OpenL3 weights file or folder")
     p.add_argument("--band_rad", type=float, default=None,
                    help="Sakoe-Chiba band radius as a fraction of the shorter loop (default: none)")
     p.add_argument("--bpm_source", default="onset", choices=("onset", "rhythm"),
@@ -113,7 +119,9 @@ def run(args) -> int:
                               estimate_key=not args.disable_key_estimation,
                               cache_dir=args.cache_dir or DEFAULT_CACHE_DIR,
                               use_cache=not args.no_cache, n_jobs=jobs,
-                              heatmaps=not args.no_heatmaps, progress=bars)
+                              heatmaps=not args.no_heatmaps,
+                              shortlist_embedding=args.shortlist_embedding,
+                              openl3_weights=args.openl3_weights, progress=bars)
     finally:
         bars.close()
     cm = res.cmap
