@@ -289,6 +289,23 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
     env = onsets.envelope
     onset_frames = tf.onset_frames
     seam = max(2, int(round(0.1 * fps)))          # ~100 ms of context at the seam
+    memo: dict = {}
+
+    def bar_desc(a: int, bar_len: int):
+        """(timbre + onset pattern, chroma) of the bar starting at frame ``a``; memoised,
+        since overlapping candidates share their bars."""
+        if (a, bar_len) not in memo:
+            z = a + bar_len
+            if a < 0 or z > tf.n_frames:
+                memo[a, bar_len] = None
+            else:
+                steps = np.array_split(env[a:z], 16) if z - a >= 16 else [env[a:z]]
+                pattern = np.array([s.mean() if s.size else 0.0 for s in steps])
+                memo[a, bar_len] = (np.concatenate([tf.mel[:, a:z].mean(axis=1) / 10.0,
+                                                    _norm_max(pattern)]),
+                                    _norm_max(tf.chroma[:, a:z].mean(axis=1)))
+        return memo[a, bar_len]
+
     rows = []
     for _, c in candidates.iterrows():
         f0, f1 = tf.frame(c["start_time"]), tf.frame(c["end_time"])
@@ -319,24 +336,14 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
         jump_db = abs(20 * np.log10((rms_tail + 1e-6) / (rms_pre + 1e-6)))
         # bar repetition: per-bar spectral shape and onset pattern (harmony may move)
         bar_len = max(1, int(round(bpb * beat)))
-
-        def bar_desc(a):
-            z = a + bar_len
-            if a < 0 or z > tf.n_frames:
-                return None
-            steps = np.array_split(env[a:z], 16) if z - a >= 16 else [env[a:z]]
-            pattern = np.array([s.mean() if s.size else 0.0 for s in steps])
-            return np.concatenate([tf.mel[:, a:z].mean(axis=1) / 10.0, _norm_max(pattern)]), \
-                _norm_max(tf.chroma[:, a:z].mean(axis=1))
-
-        descs = [bar_desc(f0 + i * bar_len) for i in range(max(n_bars, 2))]
+        descs = [bar_desc(f0 + i * bar_len, bar_len) for i in range(max(n_bars, 2))]
         descs = [d for d in descs if d is not None]
         if len(descs) >= 2:
             repetition = float(np.mean([_cos(descs[i][0], descs[j][0]) for i in range(len(descs))
                                         for j in range(i + 1, len(descs))]))
         else:
             repetition = 0.0
-        after = bar_desc(f0 + n_bars * bar_len)
+        after = bar_desc(f0 + n_bars * bar_len, bar_len)
         if after is not None and descs:
             phrase_return = 0.5 * _cos(after[0], descs[0][0]) + 0.5 * _cos(after[1], descs[0][1])
         else:
