@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .config import AnalysisConfig
-from .rhythm import FINE_HOP, OnsetData, fine_attack_envelope
+from .rhythm import FINE_HOP, OnsetData, fine_attack_envelope, flux_bands, onset_lag, shift_frames
 
 SEED_FEATURES = [
     "duration_sec", "rms_mean", "rms_std", "zcr_mean", "spectral_centroid_mean",
@@ -136,7 +136,7 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
     # chroma only from 55 Hz to 5 kHz: below is rumble, above is hats and noise
     chroma_fb[:, (freqs < 55) | (freqs > 5000)] = 0.0
     band_idx = {k: (freqs >= lo) & (freqs < hi) for k, (lo, hi) in BANDS.items()}
-    onset_lag = n_fft // (2 * hop) - 1
+    lag = onset_lag(n_fft, hop)
     margin = 16   # frames of context for HPSS and the flux difference
 
     out = {k: np.zeros(n_frames, np.float32) for k in
@@ -172,8 +172,7 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
         bandwidth = np.sqrt(((freqs[:, None] - centroid[None, :]) ** 2 * S).sum(axis=0) / mag_sum)
         cum = np.cumsum(P, axis=0)
         rolloff = freqs[np.minimum((cum < 0.85 * cum[-1:]).sum(axis=0), len(freqs) - 1)]
-        logS = np.log1p(100.0 * S)
-        flux = np.maximum(0.0, np.diff(logS, axis=1, prepend=logS[:, :1]))
+        flux, flux_low, flux_mid = flux_bands(S, freqs)
         # frame-domain zero crossings
         zc = np.abs(np.diff(np.signbit(frames), axis=1)).mean(axis=1)
         keep = slice(f0 - g0, f1 - g0)
@@ -184,9 +183,7 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
             "kick": S[band_idx["kick"]].mean(axis=0), "snare": S[band_idx["snare"]].mean(axis=0),
             "hat": S[band_idx["hat"]].mean(axis=0) if band_idx["hat"].any() else np.zeros(S.shape[1]),
             "low": S[band_idx["low"]].mean(axis=0),
-            "flux": flux.mean(axis=0),
-            "flux_low": flux[(freqs >= 30) & (freqs < 200)].mean(axis=0),
-            "flux_mid": flux[(freqs >= 180) & (freqs < 2500)].mean(axis=0),
+            "flux": flux, "flux_low": flux_low, "flux_mid": flux_mid,
         }
         for k, v in vals.items():
             out[k][f0:f1] = np.asarray(v, np.float32)[keep]
@@ -197,12 +194,9 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
         if progress:
             progress(b + 1, n_blocks, "frame features")
 
-    def shift(x):
-        return np.concatenate([np.zeros(onset_lag, x.dtype), x[:-onset_lag]]) if onset_lag > 0 else x
-
-    env = shift(out["flux"])
-    onsets = OnsetData(sr=sr, hop_length=hop, envelope=env, low=shift(out["flux_low"]),
-                       mid=shift(out["flux_mid"]), fine=fine_attack_envelope(y, FINE_HOP))
+    env = shift_frames(out["flux"], lag)
+    onsets = OnsetData(sr=sr, hop_length=hop, envelope=env, low=shift_frames(out["flux_low"], lag),
+                       mid=shift_frames(out["flux_mid"], lag), fine=fine_attack_envelope(y, FINE_HOP))
     onset_frames = _pick_onsets(env)
     tf = TrackFeatures(sr=sr, hop_length=hop, n_fft=n_fft, rms=out["rms"], zcr=out["zcr"],
                        centroid=out["centroid"], bandwidth=out["bandwidth"],

@@ -35,6 +35,9 @@ from .errors import AnalysisError
 #: grid to be trusted as constant-tempo.
 GRID_RESIDUAL_MAX = 0.025
 
+#: Frequency bands (Hz) of the band-limited onset envelopes.
+ONSET_BANDS = {"low": (30.0, 200.0), "mid": (180.0, 2500.0)}
+
 #: Seconds of onset envelope (centred) used for the global tempo estimate.
 TEMPO_WINDOW = 240.0
 
@@ -126,20 +129,37 @@ def onset_data(y: np.ndarray, sr: int, *, S_mag: np.ndarray | None = None,
 
     if S_mag is None:
         S_mag = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
-    logS = np.log1p(100.0 * S_mag)
-    flux = np.maximum(0.0, np.diff(logS, axis=1, prepend=logS[:, :1]))
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    env = flux.mean(axis=0)
-    low = flux[(freqs >= 30) & (freqs < 200)].mean(axis=0)
-    mid = flux[(freqs >= 180) & (freqs < 2500)].mean(axis=0)
-    # centred frames see an attack half a window early; shift like librosa
-    lag = n_fft // (2 * hop_length) - 1
-    env, low, mid = (_shift(v, lag).astype(np.float32) for v in (env, low, mid))
+    env, low, mid = flux_bands(S_mag, np.fft.rfftfreq(n_fft, 1.0 / sr))
+    lag = onset_lag(n_fft, hop_length)
+    env, low, mid = (shift_frames(v, lag).astype(np.float32) for v in (env, low, mid))
     return OnsetData(sr=sr, hop_length=hop_length, envelope=env, low=low, mid=mid,
                      fine=fine_attack_envelope(y, FINE_HOP))
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
+def flux_bands(S_mag: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spectral flux of a magnitude STFT: full band, low band (kick, bass) and
+    mid band (snare, claps), one value per frame, not yet shifted.
+
+    The flux is the half-wave rectified frame-to-frame rise of log(1 + 100|S|).
+    Blocked callers (:func:`engine.features.compute_track_features`) call it
+    per block with a frame of context before the block.
+    """
+    logS = np.log1p(100.0 * S_mag)
+    flux = np.maximum(0.0, np.diff(logS, axis=1, prepend=logS[:, :1]))
+    lo, mid = ONSET_BANDS["low"], ONSET_BANDS["mid"]
+    return (flux.mean(axis=0),
+            flux[(freqs >= lo[0]) & (freqs < lo[1])].mean(axis=0),
+            flux[(freqs >= mid[0]) & (freqs < mid[1])].mean(axis=0))
+
+
+def onset_lag(n_fft: int, hop_length: int) -> int:
+    """Frames to delay a flux envelope from centred frames: a centred frame
+    sees an attack half a window early (the same shift librosa applies)."""
+    return n_fft // (2 * hop_length) - 1
+
+
+def shift_frames(x: np.ndarray, k: int) -> np.ndarray:
+    """Delay ``x`` by ``k`` frames, zero-filling the start."""
     if k <= 0:
         return x
     return np.concatenate([np.zeros(k, x.dtype), x[:-k]])
@@ -286,7 +306,6 @@ def _refine_phase(times: np.ndarray, od: OnsetData, max_shift: float = 0.035) ->
         v = float(sm[idx].mean())
         if v > best_val + 1e-9:
             best, best_val = float(s), v
-    # sub-frame: parabolic interpolation over the neighbourhood
     return best
 
 
@@ -368,13 +387,10 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         ratio = float(np.mean(norm) / (20.0 * np.mean(od.envelope) + 1e-9))
         tonal = float(np.clip((ratio - 1.5) / 3.0, 0.0, 1.0))
         cues.append((2.0 * tonal, _z(change)))
-    if snare_env is None:
-        snare_env = od.mid
-    if snare_env is not None:
-        sn = at_beats(snare_env)
-        # backbeat: snare on the beat after "one" (and after "three")
-        nxt = np.append(sn[1:], sn[-1])
-        cues.append((0.7, _z(nxt - sn)))
+    sn = at_beats(od.mid if snare_env is None else snare_env)
+    # backbeat: snare on the beat after "one" (and after "three")
+    nxt = np.append(sn[1:], sn[-1])
+    cues.append((0.7, _z(nxt - sn)))
     scores = np.zeros(beats_per_bar)
     for w, c in cues:
         for p in range(beats_per_bar):
