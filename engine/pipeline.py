@@ -155,7 +155,7 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     t = {}
     t0 = time.perf_counter()
     info = probe(path)
-    audio_hash = content_hash(info.readable_path if info.decoder == "ffmpeg" else path)
+    audio_hash = content_hash(path)
     embedder = None
     params = cfg.as_dict()
     if cfg.embedding != "none":

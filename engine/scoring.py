@@ -52,9 +52,8 @@ def heuristic_quality(features: pd.DataFrame) -> np.ndarray:
         "periodicity_score": np.clip(f["periodicity_score"], 0, 1),
         "bar_repetition": np.clip(f["bar_repetition"], 0, 1),
         "phrase_return": np.clip(f["phrase_return"], 0, 1),
-        "phrase_length": (f["duration_sec"] * 0 + [PHRASE_LENGTH_PRIOR.get(int(b), 0.5)
-                                                   for b in f["bars"]]) if "bars" in f
-        else np.zeros(len(f)),
+        "phrase_length": (np.array([PHRASE_LENGTH_PRIOR.get(int(b), 0.5) for b in f["bars"]])
+                          if "bars" in f else np.zeros(len(f))),
         "seam_spectral_continuity": np.clip(f["seam_spectral_continuity"], 0, 1),
         "drum_alignment_score": np.clip(f["drum_alignment_score"], 0, 1),
         "energy_stability": np.clip(f["energy_stability"], 0, 1),
