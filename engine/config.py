@@ -51,6 +51,13 @@ class AnalysisConfig:
     openl3_weights : str, optional
         OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS, else an
         installed openl3 package).
+    bpm : float, optional
+        User correction: the track's tempo. The engine still finds the beats'
+        phase and the bar lines, on a constant grid at exactly this tempo
+        (the dashboard's "half" / "double" buttons set it).
+    downbeat_offset : int
+        User correction: shift bar one by this many beats (modulo the meter;
+        the dashboard's "shift bar" button).
     """
 
     sr: int = 22050
@@ -66,6 +73,8 @@ class AnalysisConfig:
     embedding: str = "none"
     embedding_hop: float = 0.5
     openl3_weights: str | None = None
+    bpm: float | None = None
+    downbeat_offset: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -68,6 +68,16 @@ class RhythmGrid:
         True if the beats are a fitted straight grid.
     tempo_candidates : dict
         Octave candidates considered and their scores.
+    tempo_confidence : float
+        In [0, 1]: how clearly the chosen tempo beats the alternative
+        metrical levels (1 when the user fixed the tempo).
+    meter_confidence : float
+        In [0, 1]: how clearly the detected meter beats the other (1 when the
+        meter was forced).
+    downbeat_offset : int
+        User shift of bar one, in beats, already applied to ``downbeats``.
+    bpm_fixed : bool
+        True when the tempo was given by the user (``AnalysisConfig.bpm``).
     """
 
     bpm: float
@@ -79,6 +89,15 @@ class RhythmGrid:
     bar_confidence: float
     constant_tempo: bool
     tempo_candidates: dict = field(default_factory=dict)
+    tempo_confidence: float = 0.0
+    meter_confidence: float = 0.0
+    downbeat_offset: int = 0
+    bpm_fixed: bool = False
+
+    @property
+    def meter(self) -> str:
+        """Time signature as reported to users, e.g. ``"4/4"``."""
+        return f"{self.beats_per_bar}/4"
 
     @property
     def beat_period(self) -> float:
@@ -264,21 +283,28 @@ def _choose_octave(bpm: float, od: OnsetData, cfg: AnalysisConfig) -> tuple[floa
 
 # --------------------------------------------------------------------------- grid
 
-def _fit_grid(beat_times: np.ndarray) -> tuple[float, float, np.ndarray, float]:
+def _fit_grid(beat_times: np.ndarray, period: float | None = None
+              ) -> tuple[float, float, np.ndarray, float]:
     """Robust straight-line fit t_k = t0 + k * period.
 
     Returns (t0, period, indices, rms_residual). Beats that the tracker
     skipped or doubled are handled by assigning each beat its nearest grid
-    index before the final fit.
+    index before the final fit. With ``period`` given, only the offset
+    ``t0`` is fitted (the user fixed the tempo).
     """
     ibi = np.diff(beat_times)
-    period = float(np.median(ibi))
+    fixed = period is not None
+    if not fixed:
+        period = float(np.median(ibi))
     # unwrap beat indices interval by interval: robust to skipped or doubled beats
     k = np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(ibi / period)))])
     keep = np.ones(len(k), bool)
     for _ in range(4):
-        A = np.vstack([np.ones(keep.sum()), k[keep]]).T
-        (t0, period), *_ = np.linalg.lstsq(A, beat_times[keep], rcond=None)
+        if fixed:
+            t0 = float(np.median(beat_times[keep] - k[keep] * period))
+        else:
+            A = np.vstack([np.ones(keep.sum()), k[keep]]).T
+            (t0, period), *_ = np.linalg.lstsq(A, beat_times[keep], rcond=None)
         resid = beat_times - (t0 + k * period)
         mad = np.median(np.abs(resid - np.median(resid))) + 1e-4
         keep = np.abs(resid - np.median(resid)) < max(4 * mad, 0.015)
@@ -443,28 +469,39 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     # gigabytes, so the global tempo is read from at most the middle
     # TEMPO_WINDOW seconds, then the beat tracker runs on the whole envelope
     env = od.envelope
-    m = int(TEMPO_WINDOW * od.fps)
-    mid = env if len(env) <= m else env[(len(env) - m) // 2:(len(env) + m) // 2]
-    tempo0 = float(np.atleast_1d(librosa.feature.tempo(
-        onset_envelope=mid, sr=sr, hop_length=od.hop_length,
-        start_bpm=np.sqrt(config.min_bpm * config.max_bpm)))[0])
-    if not np.isfinite(tempo0) or tempo0 <= 0:
-        raise AnalysisError(f"{where}no steady pulse found")
-    _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
-                                             bpm=tempo0, trim=False)
-    folded = fold_tempo(tempo0, config.min_bpm, config.max_bpm)
-    bpm, cands = _choose_octave(folded, od, config)
-    if abs(bpm - tempo0) / bpm > 0.04 or len(beat_frames) < 4:
-        _, beat_frames = librosa.beat.beat_track(onset_envelope=od.envelope, sr=sr,
-                                                 hop_length=od.hop_length, bpm=bpm, trim=False,
-                                                 tightness=400)
+    fixed = config.bpm is not None
+    if fixed:
+        if not (np.isfinite(config.bpm) and 20.0 <= config.bpm <= 400.0):
+            raise AnalysisError(f"{where}bpm must be between 20 and 400, got {config.bpm}")
+        bpm = tempo0 = float(config.bpm)
+        cands = {round(bpm, 3): 1.0}
+        _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
+                                                 bpm=bpm, trim=False, tightness=400)
+    else:
+        m = int(TEMPO_WINDOW * od.fps)
+        mid = env if len(env) <= m else env[(len(env) - m) // 2:(len(env) + m) // 2]
+        tempo0 = float(np.atleast_1d(librosa.feature.tempo(
+            onset_envelope=mid, sr=sr, hop_length=od.hop_length,
+            start_bpm=np.sqrt(config.min_bpm * config.max_bpm)))[0])
+        if not np.isfinite(tempo0) or tempo0 <= 0:
+            raise AnalysisError(f"{where}no steady pulse found")
+        _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
+                                                 bpm=tempo0, trim=False)
+        folded = fold_tempo(tempo0, config.min_bpm, config.max_bpm)
+        bpm, cands = _choose_octave(folded, od, config)
+        if abs(bpm - tempo0) / bpm > 0.04 or len(beat_frames) < 4:
+            _, beat_frames = librosa.beat.beat_track(onset_envelope=od.envelope, sr=sr,
+                                                     hop_length=od.hop_length, bpm=bpm, trim=False,
+                                                     tightness=400)
     beat_times = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
     if len(beat_times) < 2:
         raise AnalysisError(f"{where}too few beats found")
 
     # constant-tempo grid
-    t0, period, _, resid = _fit_grid(beat_times)
+    t0, period, _, resid = _fit_grid(beat_times, period=60.0 / bpm if fixed else None)
     constant = resid < GRID_RESIDUAL_MAX and abs(60.0 / period - bpm) / bpm < 0.1
+    if fixed:
+        constant, period = True, 60.0 / bpm
     if constant:
         bpm = 60.0 / period
         first = t0 - np.floor((t0 + 1e-9) / period) * period
@@ -475,10 +512,13 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         beats = beat_times
         bpm = float(60.0 / np.median(np.diff(beats)))
     beats_per_bar = config.beats_per_bar
+    meter_conf = 1.0
     if beats_per_bar == 0:
         s3 = bar_phase_scores(beats, od, 3, chroma, chroma_fps, snare_env)
         s4 = bar_phase_scores(beats, od, 4, chroma, chroma_fps, snare_env)
-        beats_per_bar = 3 if (s3.max() - np.median(s3)) > (s4.max() - np.median(s4)) else 4
+        m3, m4 = s3.max() - np.median(s3), s4.max() - np.median(s4)
+        beats_per_bar = 3 if m3 > m4 else 4
+        meter_conf = float(np.clip(abs(m3 - m4) / (abs(m3) + abs(m4) + 1e-9), 0, 1))
     bar_len = beats_per_bar * 60.0 / bpm
     if duration < bar_len * 0.98 or len(beats) < beats_per_bar:
         raise AnalysisError(f"{where}too short for one bar ({duration:.2f} s; a {beats_per_bar}-beat "
@@ -488,10 +528,23 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     srt = np.sort(scores)
     spread = float(np.ptp(scores)) + 1e-9
     bar_conf = float(np.clip((srt[-1] - srt[-2]) / spread, 0, 1)) if len(srt) > 1 else 1.0
+    offset = int(config.downbeat_offset)
+    phase = (phase + offset) % beats_per_bar
     return RhythmGrid(bpm=float(bpm), beats=beats, downbeats=beats[phase::beats_per_bar],
                       beats_per_bar=beats_per_bar, bar_phase=phase,
                       confidence=_beat_confidence(beats, od), bar_confidence=bar_conf,
-                      constant_tempo=bool(constant), tempo_candidates=cands)
+                      constant_tempo=bool(constant), tempo_candidates=cands,
+                      tempo_confidence=1.0 if fixed else _tempo_confidence(cands, bpm),
+                      meter_confidence=meter_conf, downbeat_offset=offset, bpm_fixed=fixed)
+
+
+def _tempo_confidence(cands: dict, bpm: float) -> float:
+    """Margin of the chosen tempo's score over the best alternative, in [0, 1]."""
+    if len(cands) < 2:
+        return 0.5
+    vals = sorted(cands.values(), reverse=True)
+    spread = max(1e-9, vals[0] - vals[-1])
+    return float(np.clip((vals[0] - vals[1]) / spread, 0.0, 1.0))
 
 
 def estimate_bpm(y: np.ndarray, sr: int, min_bpm: float = 70.0, max_bpm: float = 180.0) -> float:
