@@ -627,8 +627,8 @@ class Workspace:
         df.insert(0, "source_file", [str(self.root / "audio" / s) for s in df["stored_name"]])
         return df.reset_index(drop=True)
 
-    def labels_csv(self, out_path, track_ids=None) -> pd.DataFrame:
-        """Write the user labels as ``source_file, start_time, end_time, label`` (atomic).
+    def labels_frame(self, track_ids=None) -> pd.DataFrame:
+        """User labels as ``source_file, start_time, end_time, label``.
 
         ``source_file`` is the track's file in the workspace (an absolute path the
         loop-quality model's training can open); the latest verdict per loop wins.
@@ -637,8 +637,13 @@ class Workspace:
         if track_ids is not None:
             df = df[df["track_id"].isin(list(track_ids))]
         out = df.loc[:, list(LABEL_CSV_COLUMNS)].copy()
-        out["start_time"] = out["start_time"].round(6)
-        out["end_time"] = out["end_time"].round(6)
+        out["start_time"] = out["start_time"].astype(float).round(6)
+        out["end_time"] = out["end_time"].astype(float).round(6)
+        return out.reset_index(drop=True)
+
+    def labels_csv(self, out_path, track_ids=None) -> pd.DataFrame:
+        """Write :meth:`labels_frame` to ``out_path`` (atomic); returns the frame."""
+        out = self.labels_frame(track_ids)
         atomic_write_csv(out, out_path)
         return out
 

@@ -1,0 +1,205 @@
+"""Loop finder: a track's waveform with its grid and best loops, players, labels, grid fixes."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, nav, state
+from dashboard.widgets import Progress, loop_player
+from engine.config import ExportConfig
+from engine.errors import LoopLabError
+from engine.library import grid_fix, params_key
+from engine.loopview import MAIN_FEATURES, format_time, loop_table, waveform_view
+
+st.title("Loop finder")
+ws = state.workspace()
+root = state.workspace_root()
+tracks = ws.tracks()
+tracks = tracks[tracks["params_key"].notna()]
+if tracks.empty:
+    st.info("No analysed tracks in this workspace yet.")
+    c1, c2 = st.columns(2)
+    if c1.button("⬆️ Add tracks", type="primary"):
+        st.switch_page(nav.path("upload"))
+    if c2.button("🎧 Try a demo track on the home page"):
+        st.switch_page(nav.path("home"))
+    st.stop()
+
+names = dict(zip(tracks["track_id"], tracks["original_name"]))
+info = {r.track_id: r for r in tracks.itertuples(index=False)}
+
+
+def _label(tid: str) -> str:
+    r = info[tid]
+    key = f" · {r.key} ({r.camelot})" if isinstance(r.key, str) and r.key else ""
+    return f"{names[tid]} — {r.bpm:.1f} BPM{key}"
+
+
+track_id = st.selectbox("Track", list(names), format_func=_label, key="track",
+                        bind="query-params")
+row = info[track_id]
+
+# ------------------------------------------------------------------ analysis (cached)
+params_json = state.current_params(track_id)
+try:
+    with st.spinner("Loading the analysis…"):
+        analysis = state.load_analysis(root, track_id, params_json)
+except (LoopLabError, OSError, ValueError) as exc:
+    st.error(f"This track cannot be shown: {exc}")
+    st.stop()
+cfg = ws.analysis_config(track_id)
+view = waveform_view(analysis)
+grid = analysis.grid
+
+# ------------------------------------------------------------------ grid summary and fixes
+fixed = []
+if getattr(grid, "bpm_fixed", False):
+    fixed.append("tempo set by you")
+if getattr(grid, "downbeat_offset", 0):
+    fixed.append(f"bar one moved {grid.downbeat_offset} beat(s) later")
+first = view.bars[0] if len(view.bars) else float("nan")
+st.markdown(f"**Grid:** {view.bpm:.1f} BPM · {view.meter} · bar one at {format_time(first)} · "
+            f"{max(len(view.bars) - 1, 0)} bars · {len(view.beats)} beats"
+            + (f" · _{', '.join(fixed)}_" if fixed else ""))
+for w in analysis.warnings:
+    if "bar lines are uncertain" in w:
+        st.warning("The bar lines are uncertain. Play loop #1: if it does not start on the "
+                   "'one', use **Shift bar one**.")
+    else:
+        st.warning(w)
+
+fix_cols = st.columns([1, 1, 1.3, 1, 3], vertical_alignment="center")
+action = None
+if fix_cols[0].button("½ tempo", help=f"The track is really {view.bpm / 2:.1f} BPM"):
+    action = "half"
+if fix_cols[1].button("2× tempo", help=f"The track is really {view.bpm * 2:.1f} BPM"):
+    action = "double"
+if fix_cols[2].button("Shift bar one →", help="Bar one starts one beat later"):
+    action = "shift"
+if fix_cols[3].button("Reset grid", disabled=not fixed,
+                      help="Back to the tempo and bar lines LoopLab found"):
+    action = "reset"
+fix_cols[4].caption("Fix the grid when the tempo is off by half/double or loops start on the "
+                    "wrong beat; the loops are re-cut.")
+if action:
+    new_cfg = grid_fix(cfg, grid.bpm, action)
+    prog = Progress("Re-cutting the loops on the corrected grid…")
+    try:
+        ws.set_analysis_config(track_id, new_cfg, progress=prog)
+        prog.done("Grid corrected")
+        st.session_state.pop(f"sel_{track_id}", None)
+        st.rerun()
+    except (LoopLabError, OSError, ValueError) as exc:
+        prog.done("The grid could not be changed", ok=False)
+        st.error(str(exc))
+
+# ------------------------------------------------------------------ ranking controls
+analysed_bars = sorted({int(b) for b in analysis.candidates["bars"]})
+c1, c2, c3, c4 = st.columns([2, 2, 1.4, 2])
+top_k = c1.slider("How many loops (K)", 1, 20, 5, key="k",
+                  help="The best K distinct loops (near-duplicates are skipped)")
+bars = c2.pills("Loop lengths (bars)", analysed_bars, selection_mode="multi",
+                default=analysed_bars, key="bars")
+seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="seam",
+                            help="fade: short fades at both cuts. crossfade: the loop's end "
+                                 "flows into its start like a sampler; keeps the downbeat attack")
+lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="lufs",
+                 help="Every loop is brought to this loudness, never above -1 dBFS peak")
+if not bars:
+    st.info("Choose at least one loop length.")
+    st.stop()
+export_cfg = ExportConfig(seam_mode=seam or "fade", target_lufs=float(lufs))
+loops = state.ranked(root, track_id, params_json, int(top_k), tuple(sorted(bars)))
+if loops.empty:
+    st.info("No loops of these lengths fit in this track.")
+    st.stop()
+
+sel_key = f"sel_{track_id}"
+ranks = [int(r) for r in loops["rank"]]
+if st.session_state.get(sel_key) not in ranks:
+    st.session_state[sel_key] = ranks[0]
+
+
+def _on_chart(loops_=loops):
+    r = charts.rank_from_selection(st.session_state.get("wave_chart"), loops_)
+    if r is not None:
+        st.session_state[sel_key] = r
+
+
+def _on_table(ranks_=ranks):
+    event = st.session_state.get("loop_table")
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        st.session_state[sel_key] = ranks_[int(rows[0])]
+
+
+selected_rank = st.session_state[sel_key]
+fig = charts.waveform_figure(view, loops, selected_rank)
+st.plotly_chart(fig, key="wave_chart", on_select=_on_chart, selection_mode=("points",),
+                config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
+st.caption("Dotted lines are bar lines, faint lines beats; shaded regions are the top loops. "
+           "Click a region or a table row to select a loop.")
+
+labels = ws.labels(track_id)
+table = loop_table(loops, labels)
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader(f"Top {len(loops)} loops")
+    st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
+                 hide_index=True,
+                 column_config={"score": st.column_config.ProgressColumn(
+                     "score", min_value=0.0, max_value=1.0, format="%.2f"),
+                     "scored by": st.column_config.TextColumn(
+                         "scored by", help="model = trained loop-quality model; heuristic = "
+                                           "transparent blend of the features")},
+                 height=min(38 + 35 * len(table), 420))
+with right:
+    sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
+    current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
+    st.subheader(f"Loop #{selected_rank}")
+    st.markdown(f"{int(sel_row['bars'])} bars · {format_time(sel_row['start_time'])} → "
+                f"{format_time(sel_row['end_time'])} · "
+                f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
+                f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}")
+    loop_player(track_id, sel_row, export_cfg, current_label=current, key_prefix="sel",
+                title=False)
+    feats = " · ".join(f"{title} {float(sel_row[col]):.2f}" for col, title in MAIN_FEATURES.items()
+                       if col in sel_row)
+    st.caption(feats)
+    if st.session_state.get("label_error"):
+        st.error(st.session_state.pop("label_error"))
+
+st.subheader("Listen to every loop")
+st.caption("Each player repeats its loop exactly as it will be exported (seam and loudness "
+           "included). Good/bad labels are saved in the workspace and teach the ranking model.")
+for rec in loops.to_dict("records"):
+    lab = table.loc[table["rank"] == int(rec["rank"]), "your label"].iloc[0]
+    with st.container(border=True):
+        loop_player(track_id, rec, export_cfg, current_label=lab, key_prefix="all")
+
+# ------------------------------------------------------------------ export
+st.subheader("Export")
+mp3 = st.toggle("Add MP3 previews", value=False, key="finder_mp3")
+zip_cfg = ExportConfig(seam_mode=export_cfg.seam_mode, target_lufs=export_cfg.target_lufs,
+                       export_mp3=mp3)
+stem = names[track_id].rsplit(".", 1)[0]
+
+
+def _zip_all(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root):
+    return state._open_workspace(root_).export_zip([(tid, loops_)], cfg_).zip_path.read_bytes()
+
+
+def _zip_one(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root, rank=selected_rank):
+    one = loops_[loops_["rank"] == rank]
+    return state._open_workspace(root_).export_zip([(tid, one)], cfg_).zip_path.read_bytes()
+
+
+e1, e2 = st.columns(2)
+e1.download_button(f"⬇️ ZIP of these {len(loops)} loops", data=_zip_all,
+                   file_name=f"{stem} - {len(loops)} loops.zip", mime="application/zip",
+                   key="dl_all", type="primary", on_click="ignore",
+                   help="WAVs (24-bit, source rate), loops_metadata.csv, all_loops_metadata.csv, "
+                        "your labels")
+e2.download_button(f"⬇️ ZIP of loop #{selected_rank}", data=_zip_one,
+                   file_name=f"{stem} - loop {selected_rank}.zip", mime="application/zip",
+                   key="dl_one", on_click="ignore")
+st.caption(f"Analysis settings id {params_key(cfg)} · several tracks at once: the Export page.")
