@@ -1,7 +1,7 @@
 """The page registry: which pages exist, in which section, in which order.
 
 ``app.py`` builds ``st.navigation`` from :func:`sections`. A new page is a file in
-``pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
+``app_pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
 and neighbours go in ``EXPLORE``). Pages link to each other with
 ``st.switch_page(nav.path("loop_finder"), query_params={"track": track_id})``.
 """
@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The folder is app_pages/, not pages/: Streamlit (1.67) treats a pages/ folder beside
+# app.py as an old-style multipage app and runs its files directly, bypassing
+# st.navigation, this router and the shared sidebar.
+
 
 @dataclass(frozen=True)
 class PageSpec:
-    """One page: its file under pages/, its title, a Material icon and URL path."""
+    """One page: its file under app_pages/, its title, a Material icon and URL path."""
 
     name: str
     title: str
@@ -21,7 +25,7 @@ class PageSpec:
 
     @property
     def path(self) -> str:
-        return f"pages/{self.name}.py"
+        return f"app_pages/{self.name}.py"
 
 
 #: Getting loops out of tracks (issue 12).
@@ -39,7 +43,7 @@ SECTIONS = {"Loops": LOOPS, "Explore": EXPLORE}
 
 
 def path(name: str) -> str:
-    """The pages/ file of a registered page (for st.switch_page / st.page_link)."""
+    """The app_pages/ file of a registered page (for st.switch_page / st.page_link)."""
     for specs in SECTIONS.values():
         for spec in specs:
             if spec.name == name:

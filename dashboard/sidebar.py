@@ -25,7 +25,7 @@ def _change_workspace() -> None:
 def render() -> None:
     """Draw the shared sidebar (call once per run, from app.py)."""
     with st.sidebar:
-        st.markdown("### 🔁 LoopLab")
+        st.markdown("### :material/all_inclusive: LoopLab")
         try:
             ws = state.workspace()
             stats = ws.stats()

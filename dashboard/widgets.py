@@ -33,8 +33,8 @@ def _store_label(track_id: str, row: dict, label: str) -> None:
             track_id, row["start_time"], row["end_time"], label,
             start_sample=int(row["start_sample"]), end_sample=int(row["end_sample"]),
             bars=int(row["bars"]), bpm=float(row["bpm"]), client=state.client_id())
-        st.toast(f"Saved: loop #{int(row['rank'])} is {label}", icon="✅" if label == "good"
-                 else "🗑️")
+        st.toast(f"Saved: loop #{int(row['rank'])} is {label}",
+                 icon=":material/thumb_up:" if label == "good" else ":material/thumb_down:")
     except LoopLabError as exc:
         st.session_state["label_error"] = str(exc)
 
@@ -53,13 +53,15 @@ def loop_player(track_id: str, row: dict, export_cfg: ExportConfig, *, current_l
     except (LoopLabError, OSError, ValueError) as exc:
         st.error(f"This loop cannot be played: {exc}")
         return
-    cols = st.columns([6, 1, 1], vertical_alignment="center")
+    cols = st.columns([5, 1.4, 1.4], vertical_alignment="center")
     with cols[0]:
         st.audio(data, format="audio/wav", loop=True)
     key = f"{key_prefix}_{track_id[:8]}_{int(row['start_sample'])}_{int(row['end_sample'])}"
-    cols[1].button("👍 Good", key=f"{key}_good", on_click=_store_label,
+    cols[1].button("Good", icon=":material/thumb_up:", key=f"{key}_good", on_click=_store_label,
+                   width="stretch",
                    args=(track_id, row, "good"), help="A loop you would use: the model learns from it",
                    type="primary" if current_label == "good" else "secondary")
-    cols[2].button("👎 Bad", key=f"{key}_bad", on_click=_store_label,
+    cols[2].button("Bad", icon=":material/thumb_down:", key=f"{key}_bad", on_click=_store_label,
+                   width="stretch",
                    args=(track_id, row, "bad"), help="Not a usable loop",
                    type="primary" if current_label == "bad" else "secondary")

@@ -7,7 +7,7 @@ from dashboard import charts, nav, state
 from dashboard.widgets import Progress, loop_player
 from engine.config import ExportConfig
 from engine.errors import LoopLabError
-from engine.library import grid_fix, params_key
+from engine.library import grid_fix
 from engine.loopview import MAIN_FEATURES, format_time, loop_table, waveform_view
 
 st.title("Loop finder")
@@ -18,9 +18,9 @@ tracks = tracks[tracks["params_key"].notna()]
 if tracks.empty:
     st.info("No analysed tracks in this workspace yet.")
     c1, c2 = st.columns(2)
-    if c1.button("⬆️ Add tracks", type="primary"):
+    if c1.button("Add tracks", icon=":material/upload:", type="primary"):
         st.switch_page(nav.path("upload"))
-    if c2.button("🎧 Try a demo track on the home page"):
+    if c2.button("Try a demo track on the home page", icon=":material/headphones:"):
         st.switch_page(nav.path("home"))
     st.stop()
 
@@ -141,32 +141,30 @@ st.caption("Dotted lines are bar lines, faint lines beats; shaded regions are th
 
 labels = ws.labels(track_id)
 table = loop_table(loops, labels)
-left, right = st.columns([3, 2], gap="large")
-with left:
-    st.subheader(f"Top {len(loops)} loops")
-    st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
-                 hide_index=True,
-                 column_config={"score": st.column_config.ProgressColumn(
-                     "score", min_value=0.0, max_value=1.0, format="%.2f"),
-                     "scored by": st.column_config.TextColumn(
-                         "scored by", help="model = trained loop-quality model; heuristic = "
-                                           "transparent blend of the features")},
-                 height=min(38 + 35 * len(table), 420))
-with right:
-    sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
-    current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
-    st.subheader(f"Loop #{selected_rank}")
-    st.markdown(f"{int(sel_row['bars'])} bars · {format_time(sel_row['start_time'])} → "
-                f"{format_time(sel_row['end_time'])} · "
+sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
+current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
+with st.container(border=True):
+    st.markdown(f"#### Selected: loop #{selected_rank} · {int(sel_row['bars'])} bars · "
+                f"{format_time(sel_row['start_time'])} → {format_time(sel_row['end_time'])} · "
                 f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
-                f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}")
+                f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}"
+                + (f" · your label: **{current}**" if current else ""))
     loop_player(track_id, sel_row, export_cfg, current_label=current, key_prefix="sel",
                 title=False)
-    feats = " · ".join(f"{title} {float(sel_row[col]):.2f}" for col, title in MAIN_FEATURES.items()
-                       if col in sel_row)
-    st.caption(feats)
+    st.caption(" · ".join(f"{title} {float(sel_row[col]):.2f}"
+                          for col, title in MAIN_FEATURES.items() if col in sel_row))
     if st.session_state.get("label_error"):
         st.error(st.session_state.pop("label_error"))
+
+st.subheader(f"Top {len(loops)} loops")
+st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
+             hide_index=True,
+             column_config={"score": st.column_config.ProgressColumn(
+                 "score", min_value=0.0, max_value=1.0, format="%.2f"),
+                 "scored by": st.column_config.TextColumn(
+                     "scored by", help="model = trained loop-quality model; heuristic = "
+                                       "transparent blend of the features")},
+             height=min(38 + 35 * len(table), 420))
 
 st.subheader("Listen to every loop")
 st.caption("Each player repeats its loop exactly as it will be exported (seam and loudness "
@@ -194,12 +192,12 @@ def _zip_one(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root, rank=selected
 
 
 e1, e2 = st.columns(2)
-e1.download_button(f"⬇️ ZIP of these {len(loops)} loops", data=_zip_all,
+e1.download_button(f"ZIP of these {len(loops)} loops", data=_zip_all,
                    file_name=f"{stem} - {len(loops)} loops.zip", mime="application/zip",
-                   key="dl_all", type="primary", on_click="ignore",
+                   key="dl_all", type="primary", icon=":material/download:", on_click="ignore",
                    help="WAVs (24-bit, source rate), loops_metadata.csv, all_loops_metadata.csv, "
                         "your labels")
-e2.download_button(f"⬇️ ZIP of loop #{selected_rank}", data=_zip_one,
+e2.download_button(f"ZIP of loop #{selected_rank}", data=_zip_one,
                    file_name=f"{stem} - loop {selected_rank}.zip", mime="application/zip",
-                   key="dl_one", on_click="ignore")
-st.caption(f"Analysis settings id {params_key(cfg)} · several tracks at once: the Export page.")
+                   key="dl_one", on_click="ignore", icon=":material/download:")
+st.caption("To export several tracks at once, use the Export page.")

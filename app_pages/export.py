@@ -56,8 +56,8 @@ zip_path = st.session_state.get("export_zip")
 if zip_path:
     p = Path(zip_path)
     if p.is_file():
-        st.download_button(f"⬇️ Download {p.name}", data=p.read_bytes(), file_name=p.name,
-                           mime="application/zip", type="primary", key="dl_export",
+        st.download_button(f"Download {p.name}", data=p.read_bytes(), file_name=p.name,
+                           mime="application/zip", type="primary", key="dl_export", icon=":material/download:",
                            on_click="ignore")
         with st.expander(f"{len(st.session_state.get('export_members', []))} files in the ZIP"):
             st.code("\n".join(st.session_state.get("export_members", [])), language=None)
@@ -66,7 +66,7 @@ st.divider()
 st.subheader("Your labels")
 labels = ws.labels()
 if labels.empty:
-    st.caption("No loops labelled yet: use 👍/👎 in the loop finder.")
+    st.caption("No loops labelled yet: use Good / Bad in the loop finder.")
 else:
     st.markdown(f"{len(labels)} labelled loops ({(labels['label'] == 'good').sum()} good, "
                 f"{(labels['label'] == 'bad').sum()} bad). The CSV has the columns "
@@ -75,5 +75,5 @@ else:
     def _labels_csv(root_=root):
         return state._open_workspace(root_).labels_frame().to_csv(index=False).encode()
 
-    st.download_button("⬇️ user_labels.csv", data=_labels_csv, file_name="user_labels.csv",
-                       mime="text/csv", key="dl_labels", on_click="ignore")
+    st.download_button("user_labels.csv", data=_labels_csv, file_name="user_labels.csv",
+                       mime="text/csv", key="dl_labels", icon=":material/download:", on_click="ignore")

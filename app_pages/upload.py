@@ -23,8 +23,8 @@ def _result_rows(results) -> pd.DataFrame:
         ok = bool(get("ok"))
         rows.append({
             "file": get("name"),
-            "status": ("✅ ok" + (" (already there)" if get("already_there") else ""))
-            if ok else "❌ failed",
+            "status": ("ok" + (" (already there)" if get("already_there") else ""))
+            if ok else "FAILED",
             "BPM": round(float(get("bpm")), 1) if ok and get("bpm") else None,
             "key": f"{get('key')} ({get('camelot')})" if ok and get("key") else "",
             "loops": int(get("n_loops") or 0) if ok else None,

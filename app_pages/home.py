@@ -41,10 +41,10 @@ with left:
                 "and fix the grid if the tempo or bar one is off.\n"
                 "3. **Export** the loops you like as a ZIP of WAVs with their metadata.")
     b1, b2 = st.columns(2)
-    if b1.button("🎧 Try a demo track", type="primary", width="stretch",
+    if b1.button("Try a demo track", icon=":material/headphones:", type="primary", width="stretch",
                  help="Generates a 16-bar track, analyses it and opens the loop finder"):
         _demo()
-    if b2.button("⬆️ Add your tracks", width="stretch"):
+    if b2.button("Add your tracks", icon=":material/upload:", width="stretch"):
         st.switch_page(nav.path("upload"))
     st.caption("Reads " + ", ".join(e.lstrip(".") for e in AUDIO_EXTENSIONS)
                + " (m4a/aac need ffmpeg).")
