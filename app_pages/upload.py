@@ -25,9 +25,9 @@ def _result_rows(results) -> pd.DataFrame:
             "file": get("name"),
             "status": ("ok" + (" (already there)" if get("already_there") else ""))
             if ok else "FAILED",
-            "BPM": round(float(get("bpm")), 1) if ok and get("bpm") else None,
+            "BPM": f"{float(get('bpm')):.1f}" if ok and get("bpm") else "",
             "key": f"{get('key')} ({get('camelot')})" if ok and get("key") else "",
-            "loops": int(get("n_loops") or 0) if ok else None,
+            "loops": str(int(get("n_loops") or 0)) if ok else "",
             "what happened": "; ".join(w for w in (get("warnings") or []) if w) if ok
             else get("error"),
         })
@@ -46,7 +46,7 @@ def _run(kind: str, payload) -> None:
             results = ws.ingest_folder(payload, cfg, progress=prog)
     except (LoopLabError, OSError) as exc:
         prog.done("Nothing was added", ok=False)
-        st.error(str(exc))
+        st.session_state["ingest_error"] = str(exc)
         return
     n_ok = sum(r.ok for r in results)
     prog.done(f"{n_ok} of {len(results)} file{'s' if len(results) != 1 else ''} ready",
@@ -62,8 +62,9 @@ with tab_files:
                              accept_multiple_files=True, key=f"uploader_{gen}",
                              help="Drop several files at once; the size limit per file is set "
                                   "in .streamlit/config.toml")
-    if st.button(f"Add and analyse {len(files) if files else ''} file"
-                 f"{'s' if files and len(files) != 1 else ''}".replace("  ", " "),
+    label = (f"Add and analyse {len(files)} file{'s' if len(files) != 1 else ''}" if files
+             else "Add and analyse")
+    if st.button(label,
                  type="primary", disabled=not files, key="add_files"):
         _run("files", [(f.name, f.getvalue()) for f in files])
         st.rerun()
@@ -76,6 +77,8 @@ with tab_folder:
         _run("folder", folder.strip())
         st.rerun()
 
+if st.session_state.get("ingest_error"):
+    st.error(st.session_state.pop("ingest_error"))
 last = st.session_state.get("last_ingest")
 if last is None:
     runs = ws.runs("ingest", limit=1)

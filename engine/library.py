@@ -757,10 +757,11 @@ class Workspace:
             p.unlink(missing_ok=True)
 
     def stats(self) -> dict:
-        """Counts for the sidebar: tracks, analysed tracks, candidates, labels."""
+        """Counts for the sidebar: tracks, analysed tracks, labelled loops."""
         con = self._connect()
         one = lambda sql: int(con.execute(sql).fetchone()[0])  # noqa: E731
         return {"tracks": one("SELECT COUNT(*) FROM tracks"),
                 "analysed": one("SELECT COUNT(*) FROM tracks t JOIN analyses a ON "
                                 "a.track_id=t.track_id AND a.params=t.analysis_params"),
-                "labels": one("SELECT COUNT(*) FROM labels")}
+                "labels": one("SELECT COUNT(*) FROM (SELECT DISTINCT track_id, "
+                              "ROUND(start_time, 3), ROUND(end_time, 3) FROM labels)")}
