@@ -57,7 +57,7 @@ if getattr(grid, "bpm_fixed", False):
 if getattr(grid, "downbeat_offset", 0):
     fixed.append(f"bar one moved {grid.downbeat_offset} beat(s) later")
 first = view.bars[0] if len(view.bars) else float("nan")
-st.markdown(f"**Grid:** {view.bpm:.1f} BPM · {view.meter} · bar one at {format_time(first)} · "
+st.container(key="grid_summary").markdown(f"**Grid:** {view.bpm:.1f} BPM · {view.meter} · bar one at {format_time(first)} · "
             f"{max(len(view.bars) - 1, 0)} bars · {len(view.beats)} beats"
             + (f" · _{', '.join(fixed)}_" if fixed else ""))
 for w in analysis.warnings:
