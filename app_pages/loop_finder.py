@@ -7,8 +7,8 @@ from dashboard import charts, nav, state
 from dashboard.widgets import Progress, loop_player
 from engine.config import ExportConfig
 from engine.errors import LoopLabError
-from engine.library import grid_fix
-from engine.loopview import MAIN_FEATURES, format_time, loop_table, waveform_view
+from engine.library import MAX_FIXED_BPM, MIN_FIXED_BPM, grid_fix
+from engine.loopview import MAIN_FEATURES, bars_text, format_time, loop_table, waveform_view
 
 st.title("Loop finder")
 ws = state.workspace()
@@ -29,9 +29,10 @@ info = {r.track_id: r for r in tracks.itertuples(index=False)}
 
 
 def _label(tid: str) -> str:
+    # no BPM here: a grid fix changes it, and the grid line below always shows the current one
     r = info[tid]
     key = f" · {r.key} ({r.camelot})" if isinstance(r.key, str) and r.key else ""
-    return f"{names[tid]} — {r.bpm:.1f} BPM{key}"
+    return f"{names[tid]}{key}"
 
 
 track_id = st.selectbox("Track", list(names), format_func=_label, key="track",
@@ -58,7 +59,7 @@ if getattr(grid, "downbeat_offset", 0):
     fixed.append(f"bar one moved {grid.downbeat_offset} beat(s) later")
 first = view.bars[0] if len(view.bars) else float("nan")
 st.container(key="grid_summary").markdown(f"**Grid:** {view.bpm:.1f} BPM · {view.meter} · bar one at {format_time(first)} · "
-            f"{max(len(view.bars) - 1, 0)} bars · {len(view.beats)} beats"
+            f"{bars_text(max(len(view.bars) - 1, 0))} · {len(view.beats)} beats"
             + (f" · _{', '.join(fixed)}_" if fixed else ""))
 for w in analysis.warnings:
     if "bar lines are uncertain" in w:
@@ -69,9 +70,11 @@ for w in analysis.warnings:
 
 fix_cols = st.columns([1, 1, 1.3, 1, 3], vertical_alignment="center")
 action = None
-if fix_cols[0].button("½ tempo", help=f"The track is really {view.bpm / 2:.1f} BPM"):
+if fix_cols[0].button("½ tempo", help=f"The track is really {view.bpm / 2:.1f} BPM",
+                      disabled=view.bpm / 2 < MIN_FIXED_BPM):
     action = "half"
-if fix_cols[1].button("2× tempo", help=f"The track is really {view.bpm * 2:.1f} BPM"):
+if fix_cols[1].button("2× tempo", help=f"The track is really {view.bpm * 2:.1f} BPM",
+                      disabled=view.bpm * 2 > MAX_FIXED_BPM):
     action = "double"
 if fix_cols[2].button("Shift bar one →", help="Bar one starts one beat later"):
     action = "shift"
@@ -144,7 +147,7 @@ table = loop_table(loops, labels)
 sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
 current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
 with st.container(border=True):
-    st.markdown(f"#### Selected: loop #{selected_rank} · {int(sel_row['bars'])} bars · "
+    st.markdown(f"#### Selected: loop #{selected_rank} · {bars_text(sel_row['bars'])} · "
                 f"{format_time(sel_row['start_time'])} → {format_time(sel_row['end_time'])} · "
                 f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
                 f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.loopview import WaveformView, format_time
+from engine.loopview import WaveformView, bars_text, format_time
 
 #: Colours: waveform, beat lines, bar lines, loop regions, the selected loop.
 WAVE, BEAT, BAR, REGION, SELECTED = "#7aa6c2", "rgba(200,200,200,0.18)", "#e8e8e8", \
@@ -48,7 +48,7 @@ def waveform_figure(view: WaveformView, loops: pd.DataFrame, selected_rank: int 
         ranks = loops["rank"].astype(int).to_numpy()
         colors = [SELECTED if selected_rank is not None and r == selected_rank else REGION
                   for r in ranks]
-        hover = [f"#{r} · {int(b)} bars · {format_time(s)}–{format_time(e)}<br>click to select"
+        hover = [f"#{r} · {bars_text(b)} · {format_time(s)}–{format_time(e)}<br>click to select"
                  for r, b, s, e in zip(ranks, loops["bars"], starts, ends)]
         fig.add_trace(go.Bar(x=(starts + ends) / 2.0, y=np.full(len(ranks), 2.0), base=-1.0,
                              width=ends - starts, marker=dict(color=colors, opacity=0.28,

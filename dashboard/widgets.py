@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine.config import ExportConfig
 from engine.errors import LoopLabError
-from engine.loopview import format_time
+from engine.loopview import bars_text, format_time
 
 from . import state
 
@@ -44,7 +44,7 @@ def loop_player(track_id: str, row: dict, export_cfg: ExportConfig, *, current_l
     """A player that loops exactly this loop (its own rendered bytes) and good/bad buttons."""
     root = state.workspace_root()
     if title:
-        st.markdown(f"**#{int(row['rank'])}** · {int(row['bars'])} bars · "
+        st.markdown(f"**#{int(row['rank'])}** · {bars_text(row['bars'])} · "
                     f"{format_time(row['start_time'])} → {format_time(row['end_time'])}"
                     + (f" · your label: **{current_label}**" if current_label else ""))
     try:

@@ -56,6 +56,9 @@ LABEL_CSV_COLUMNS = ("source_file", "start_time", "end_time", "label")
 #: Labels a user can give a loop.
 LABELS = ("good", "bad")
 
+#: Tempo range a grid fix may set (the rhythm engine accepts 20-400 BPM).
+MIN_FIXED_BPM, MAX_FIXED_BPM = 30.0, 300.0
+
 #: Export ZIPs kept in ``exports/`` (older ones are deleted).
 KEEP_EXPORTS = 8
 
@@ -168,6 +171,11 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisCo
         bars at the fixed tempo), shift bar one later by one beat, or go back
         to the engine's own reading.
     """
+    if action in ("half", "double"):
+        new = current_bpm / 2.0 if action == "half" else current_bpm * 2.0
+        if not MIN_FIXED_BPM <= new <= MAX_FIXED_BPM:
+            raise LoopLabError(f"{new:.1f} BPM is outside the tempo range a grid fix can set "
+                               f"({MIN_FIXED_BPM:.0f}-{MAX_FIXED_BPM:.0f} BPM)")
     if action == "half":
         return dataclasses.replace(cfg, bpm=round(current_bpm / 2.0, 4), downbeat_offset=0)
     if action == "double":
@@ -664,6 +672,28 @@ class Workspace:
         if not out.is_file():
             info = probe(self.audio_path(track_id), cache_dir=self.root / "cache")
             export_loop(info, int(start_sample), int(end_sample), out, cfg)
+        return out
+
+    def loop_files(self, track_ids=None, cfg: ExportConfig | None = None, *,
+                   progress=None) -> pd.DataFrame:
+        """The workspace's ranked loops as audio files (for contact maps, neighbours, maps).
+
+        Each track's default top loops (``default_rank``) are rendered once with
+        :meth:`loop_preview` and listed with ``track_id, original_name, default_rank,
+        start_time, end_time, bars, bpm, key, camelot, score, file``.
+        """
+        df = self.candidates(top_only=True)
+        if track_ids is not None:
+            df = df[df["track_id"].isin(list(track_ids))]
+        files = []
+        for i, r in enumerate(df.itertuples(index=False)):
+            files.append(str(self.loop_preview(r.track_id, r.start_sample, r.end_sample, cfg)))
+            if progress:
+                progress(i + 1, len(df), f"{r.original_name} loop {r.default_rank}")
+        cols = ["track_id", "original_name", "default_rank", "start_time", "end_time", "bars",
+                "bpm", "key", "camelot", "score"]
+        out = df.loc[:, cols].reset_index(drop=True)
+        out["file"] = files
         return out
 
     def export_zip(self, items, cfg: ExportConfig | None = None, *, include_labels: bool = True,

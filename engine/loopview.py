@@ -111,6 +111,12 @@ def format_time(seconds: float) -> str:
     return f"{int(m)}:{s:05.2f}"
 
 
+def bars_text(n) -> str:
+    """``1`` -> ``"1 bar"``, ``4`` -> ``"4 bars"``."""
+    n = int(n)
+    return f"{n} bar" if n == 1 else f"{n} bars"
+
+
 def loop_table(selected: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ranked loops as a DJ reads them.
 

@@ -149,7 +149,7 @@ def _top_loops(server, k=5):
     return tid, rank_view(ws.load_analysis(tid), top_k=k)[1]
 
 
-def test_upload_a_track_and_see_its_candidates(server, browser, track_file):
+def test_upload_a_track_and_see_its_candidates(server, browser, track_file, tmp_path):
     ctx, page = _page(browser)
     page.goto(server["url"])
     expect(_heading(page, "LoopLab")).to_be_visible()
@@ -157,14 +157,22 @@ def test_upload_a_track_and_see_its_candidates(server, browser, track_file):
     _shot(page, "home_empty")
     page.goto(f"{server['url']}/upload")
     _idle(page)
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(str(track_file))
-    button = page.get_by_role("button", name="Add and analyse 1 file")
+    broken = tmp_path / "broken download.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + b"\x00" * 64)
+    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+        [str(track_file), str(broken)])
+    button = page.get_by_role("button", name="Add and analyse 2 files")
     expect(button).to_be_enabled()
     button.click()
     expect(page.get_by_text("Last run")).to_be_visible()
     _idle(page)
     rows = page.locator("[data-testid='stDataFrame']")
     expect(rows).to_contain_text("Browser Groove 124.wav")
+    # the table is a canvas grid: read its rows from the workspace's run record instead
+    run = _workspace(server).runs("ingest", 1)[0]["summary"]
+    assert [r["ok"] for r in run] == [True, False]
+    assert run[1]["error"].startswith("broken download.wav: ") and "Traceback" not in run[1]["error"]
+    expect(page.locator("[data-testid='stException']")).to_have_count(0)
     _shot(page, "upload")
     page.get_by_role("button", name="Open the loop finder").click()
     expect(_heading(page, "Loop finder")).to_be_visible()

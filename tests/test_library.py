@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from engine.config import AnalysisConfig, ExportConfig
+from engine.errors import LoopLabError
 from engine.library import LABEL_CSV_COLUMNS, Workspace, grid_fix, params_key
 from engine.loopview import loop_table, rank_view, waveform_view
 
@@ -87,6 +88,8 @@ def test_grid_fix_settings():
     cfg = AnalysisConfig()
     assert grid_fix(cfg, 124.0, "double").bpm == 248.0
     assert grid_fix(cfg, 124.0, "half").bpm == 62.0
+    with pytest.raises(LoopLabError):
+        grid_fix(cfg, 248.0, "double")
     s = grid_fix(grid_fix(cfg, 124.0, "shift"), 124.0, "shift")
     assert s.downbeat_offset == 2 and grid_fix(s, 124.0, "shift").downbeat_offset == 3
     assert grid_fix(grid_fix(s, 124.0, "shift"), 124.0, "shift").downbeat_offset == 0
@@ -176,3 +179,11 @@ def test_labels_csv_latest_wins(ws, tmp_path):
     assert back["source_file"].str.endswith(".wav").all()
     with pytest.raises(ValueError):
         ws.add_label(tid, 1.0, 2.0, "maybe")
+
+
+def test_loop_files_for_part_two_pages(ws):
+    files = ws.loop_files()
+    assert len(files) >= 3 and files["default_rank"].tolist()[:3] == [1, 2, 3]
+    for r in files.itertuples(index=False):
+        info = sf.info(r.file)
+        assert abs(info.duration - (r.end_time - r.start_time)) < 0.01

@@ -1,0 +1,286 @@
+"""Dashboard responsiveness with a 50-track workspace.
+
+Run from the repository root::
+
+    python bench/bench_dashboard.py [--tracks 50] [--no-browser]
+
+Measures, with a workspace of ``--tracks`` analysed tracks (engine.synth, 16
+bars each, tempos 90-150 BPM, every key; built once into
+/tmp/looplab-bench-dashboard-ws and re-used):
+
+* **time to first render of each page** (target < 2 s): in Chromium (Playwright,
+  Debian's /usr/bin/chromium) from ``page.goto`` until the page's main content is
+  on screen and the script run has finished, on a fresh ``streamlit run app.py``
+  server (cold: nothing in Streamlit's caches; the engine's disk cache holds the
+  analyses), then again (warm). The server-side script time (AppTest) is
+  printed too.
+* **K slider to updated table** (target < 0.5 s): in the browser, from the key
+  press that moves the slider until the table shows K+1 loops; server-side, the
+  AppTest rerun time.
+
+Baselines in the same run: each page's render with an *empty* workspace (the
+frame's own cost), and for the slider, re-analysing the track from its audio
+(what a dashboard without a cached analysis would do on every change).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / "cache" / "numba"))
+
+BENCH_WS = Path(tempfile.gettempdir()) / "looplab-bench-dashboard-ws"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = {"home": ("", "LoopLab"), "upload": ("upload", "Add tracks"),
+         "loop_finder": ("loop_finder", "Loop finder"), "export": ("export", "Export")}
+KEYS = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+
+def build_workspace(n: int, root: Path = BENCH_WS) -> Path:
+    """``n`` analysed synthetic tracks in a workspace (analysed in parallel, then added)."""
+    from joblib import Parallel, delayed
+
+    from engine.config import AnalysisConfig
+    from engine.library import Workspace
+    from engine.pipeline import analyse_track
+    from engine.synth import synth_track
+
+    ws = Workspace(root)
+    if ws.n_tracks() >= n:
+        return root
+    src = root.parent / "looplab-bench-dashboard-src"
+    src.mkdir(exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = src / f"bench track {i:02d}.wav"
+        if not p.exists():
+            bpm = 90 + (i * 7) % 61
+            key = f"{KEYS[i % 12]} {'minor' if i % 2 else 'major'}"
+            synth_track(float(bpm), n_bars=16, key=key, seed=100 + i, sr=44100).write(p)
+        paths.append(p)
+    t0 = time.perf_counter()
+    Parallel(n_jobs=2)(delayed(analyse_track)(p, AnalysisConfig(), cache=ws.cache) for p in paths)
+    res = ws.ingest(paths)                      # content-hash keyed: the analyses are cache hits
+    assert all(r.ok for r in res), [r.error for r in res if not r.ok]
+    print(f"built a {n}-track workspace in {time.perf_counter() - t0:.0f} s -> {root}")
+    return root
+
+
+def apptest_times(root: Path, repeats: int = 3) -> dict:
+    """Server-side script time per page (AppTest), median of ``repeats``."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LOOPLAB_WORKSPACE"] = str(root)
+    out = {}
+    for name in PAGES:
+        times = []
+        for _ in range(repeats):
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+            t0 = time.perf_counter()
+            if name != "home":
+                at.switch_page(f"app_pages/{name}.py")
+            at.run()
+            times.append(time.perf_counter() - t0)
+            assert not at.exception, at.exception
+        out[name] = statistics.median(times)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/loop_finder.py").run()
+    times = []
+    for k in (6, 7, 8, 5, 6, 7):
+        t0 = time.perf_counter()
+        at.slider(key="k").set_value(k).run()
+        times.append(time.perf_counter() - t0)
+        assert len(at.dataframe[0].value) == k
+    out["k_slider"] = statistics.median(times)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``streamlit run app.py`` on a free port with a given workspace."""
+
+    def __init__(self, root: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, LOOPLAB_WORKSPACE=str(root))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+             str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("streamlit did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def _render(page, url: str, title: str, full: bool = True) -> float:
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.get_by_test_id("stMainBlockContainer").get_by_role(
+        "heading", name=title, exact=True).wait_for()
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    if full and title == "Loop finder":
+        page.locator("[data-testid='stDataFrame']").first.wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+    return time.perf_counter() - t0
+
+
+def browser_times(root: Path, repeats: int = 3) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(root)
+    out = {}
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(server.url)                         # first connection of the server
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+            for name, (path, title) in PAGES.items():
+                cold = _render(page, f"{server.url}/{path}", title)
+                warm = statistics.median(_render(page, f"{server.url}/{path}", title)
+                                         for _ in range(repeats))
+                out[name] = (cold, warm)
+            # K slider: focus the thumb, press the arrow key, wait for the table's heading
+            page.goto(f"{server.url}/loop_finder")
+            page.get_by_text("Top 5 loops").wait_for()
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+            thumb = page.locator(".st-key-k [role='slider']")
+            lat = []
+            k = 5
+            for step in ("ArrowRight",) * 4 + ("ArrowLeft",) * 4:
+                k += 1 if step == "ArrowRight" else -1
+                thumb.focus()
+                t0 = time.perf_counter()
+                page.keyboard.press(step)
+                page.get_by_text(f"Top {k} loops").wait_for()
+                lat.append(time.perf_counter() - t0)
+                page.wait_for_selector(
+                    "[data-testid='stApp'][data-test-script-state='notRunning']")
+            out["k_slider"] = (max(lat), statistics.median(lat))
+            b.close()
+    finally:
+        server.stop()
+    return out
+
+
+def reanalysis_time(root: Path) -> float:
+    from engine.library import Workspace
+    from engine.pipeline import analyse_track
+
+    ws = Workspace(root)
+    tid = ws.tracks()["track_id"].iloc[0]
+    t0 = time.perf_counter()
+    analyse_track(ws.audio_path(tid), ws.analysis_config(tid))     # no cache
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tracks", type=int, default=50)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    root = build_workspace(args.tracks)
+    empty = Path(tempfile.mkdtemp(prefix="looplab-bench-empty-"))
+    use_browser = not args.no_browser and Path(CHROMIUM).exists()
+    try:
+        print(f"\nworkspace: {args.tracks} tracks; machine: {os.cpu_count()} cores")
+        srv_full = apptest_times(root)
+        srv_empty = apptest_times_empty(empty)
+        if use_browser:
+            br_full = browser_times(root)
+            br_empty = browser_times_empty(empty)
+        base = reanalysis_time(root)
+        print("\nfirst render per page (target < 2 s)")
+        hdr = f"{'page':<12} {'browser cold':>13} {'browser warm':>13} {'empty ws':>9} " \
+              f"{'ratio':>6} {'script (AppTest)':>17}"
+        print(hdr)
+        for name in PAGES:
+            if use_browser:
+                cold, warm = br_full[name]
+                e = br_empty[name]
+                print(f"{name:<12} {cold:>12.2f}s {warm:>12.2f}s {e:>8.2f}s {cold / e:>6.2f} "
+                      f"{srv_full[name]:>16.3f}s")
+            else:
+                print(f"{name:<12} {'-':>13} {'-':>13} {srv_empty[name]:>8.3f}s "
+                      f"{srv_full[name] / srv_empty[name]:>6.2f} {srv_full[name]:>16.3f}s")
+        print("\nK slider -> updated table (target < 0.5 s)")
+        if use_browser:
+            worst, med = br_full["k_slider"]
+            print(f"browser: median {med:.3f} s, worst {worst:.3f} s (8 moves)")
+        print(f"script rerun (AppTest): median {srv_full['k_slider']:.3f} s")
+        print(f"baseline, re-analysing the track instead: {base:.2f} s "
+              f"(cached re-rank is {base / srv_full['k_slider']:.0f}x faster)")
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
+
+
+def apptest_times_empty(root: Path) -> dict:
+    """Page script times on an empty workspace (no K slider there)."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LOOPLAB_WORKSPACE"] = str(root)
+    out = {}
+    for name in PAGES:
+        times = []
+        for _ in range(3):
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+            t0 = time.perf_counter()
+            if name != "home":
+                at.switch_page(f"app_pages/{name}.py")
+            at.run()
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
+
+
+def browser_times_empty(root: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(root)
+    out = {}
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(server.url)
+            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+            for name, (path, title) in PAGES.items():
+                out[name] = _render(page, f"{server.url}/{path}", title, full=False)
+            b.close()
+    finally:
+        server.stop()
+    return out
+
+
+if __name__ == "__main__":
+    main()
