@@ -30,7 +30,8 @@ c1, c2, c3, c4 = st.columns(4)
 k = c1.number_input("Loops per track (K)", 1, 50, 5, key="export_k")
 mp3 = c2.toggle("MP3 previews", value=False, key="export_mp3")
 seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="export_seam")
-lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="export_lufs")
+lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="export_lufs",
+                 format="%.0f LUFS")
 cfg = ExportConfig(export_mp3=mp3, seam_mode=seam or "fade", target_lufs=float(lufs))
 
 if st.button("Build the ZIP", type="primary", disabled=not chosen, key="build_zip"):

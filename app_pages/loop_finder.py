@@ -106,6 +106,7 @@ seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="
                             help="fade: short fades at both cuts. crossfade: the loop's end "
                                  "flows into its start like a sampler; keeps the downbeat attack")
 lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="lufs",
+                 format="%.0f LUFS",
                  help="Every loop is brought to this loudness, never above -1 dBFS peak")
 if not bars:
     st.info("Choose at least one loop length.")

@@ -212,6 +212,25 @@ def test_a_loop_plays_with_its_exact_length(server, browser):
     ctx.close()
 
 
+def test_click_a_region_or_a_row_to_select_a_loop(server, browser):
+    tid, loops = _top_loops(server)
+    ctx, page = _page(browser)
+    page.goto(f"{server['url']}/loop_finder?track={tid}")
+    expect(page.get_by_text("Top 5 loops")).to_be_visible()
+    _idle(page)
+    selected = page.locator("h4").first
+    expect(selected).to_contain_text("Selected: loop #1")
+    regions = page.locator(".js-plotly-plot .barlayer .point")
+    expect(regions).to_have_count(5)
+    regions.nth(2).click(force=True)                  # the third region is loop #3
+    expect(selected).to_contain_text("Selected: loop #3")
+    _idle(page)
+    box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 35 * 3 + 17)     # row 4's checkbox
+    expect(selected).to_contain_text("Selected: loop #4")
+    ctx.close()
+
+
 def test_double_tempo_changes_the_grid(server, browser):
     tid, _ = _top_loops(server)
     ctx, page = _page(browser)
