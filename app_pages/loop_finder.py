@@ -95,113 +95,120 @@ if action:
         prog.done("The grid could not be changed", ok=False)
         st.error(str(exc))
 
-# ------------------------------------------------------------------ ranking controls
-analysed_bars = sorted({int(b) for b in analysis.candidates["bars"]})
-c1, c2, c3, c4 = st.columns([2, 2, 1.4, 2])
-top_k = c1.slider("How many loops (K)", 1, 20, 5, key="k",
-                  help="The best K distinct loops (near-duplicates are skipped)")
-bars = c2.pills("Loop lengths (bars)", analysed_bars, selection_mode="multi",
-                default=analysed_bars, key="bars")
-seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="seam",
-                            help="fade: short fades at both cuts. crossfade: the loop's end "
-                                 "flows into its start like a sampler; keeps the downbeat attack")
-lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="lufs",
-                 format="%.0f LUFS",
-                 help="Every loop is brought to this loudness, never above -1 dBFS peak")
-if not bars:
-    st.info("Choose at least one loop length.")
-    st.stop()
-export_cfg = ExportConfig(seam_mode=seam or "fade", target_lufs=float(lufs))
-loops = state.ranked(root, track_id, params_json, int(top_k), tuple(sorted(bars)))
-if loops.empty:
-    st.info("No loops of these lengths fit in this track.")
-    st.stop()
+# ------------------------------------------------------------------ ranking, players, export
+# A fragment: moving K, the loop lengths, seam or loudness, selecting a loop or labelling
+# one reruns only this part (the analysis is already loaded and cached).
+@st.fragment
+def loop_section() -> None:
+    analysed_bars = sorted({int(b) for b in analysis.candidates["bars"]})
+    c1, c2, c3, c4 = st.columns([2, 2, 1.4, 2])
+    top_k = c1.slider("How many loops (K)", 1, 20, 5, key="k",
+                      help="The best K distinct loops (near-duplicates are skipped)")
+    bars = c2.pills("Loop lengths (bars)", analysed_bars, selection_mode="multi",
+                    default=analysed_bars, key="bars")
+    seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="seam",
+                                help="fade: short fades at both cuts. crossfade: the loop's end "
+                                     "flows into its start like a sampler; keeps the downbeat attack")
+    lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="lufs",
+                     format="%.0f LUFS",
+                     help="Every loop is brought to this loudness, never above -1 dBFS peak")
+    if not bars:
+        st.info("Choose at least one loop length.")
+        return
+    export_cfg = ExportConfig(seam_mode=seam or "fade", target_lufs=float(lufs))
+    loops = state.ranked(root, track_id, params_json, int(top_k), tuple(sorted(bars)))
+    if loops.empty:
+        st.info("No loops of these lengths fit in this track.")
+        return
 
-sel_key = f"sel_{track_id}"
-ranks = [int(r) for r in loops["rank"]]
-if st.session_state.get(sel_key) not in ranks:
-    st.session_state[sel_key] = ranks[0]
-
-
-def _on_chart(loops_=loops):
-    r = charts.rank_from_selection(st.session_state.get("wave_chart"), loops_)
-    if r is not None:
-        st.session_state[sel_key] = r
+    sel_key = f"sel_{track_id}"
+    ranks = [int(r) for r in loops["rank"]]
+    if st.session_state.get(sel_key) not in ranks:
+        st.session_state[sel_key] = ranks[0]
 
 
-def _on_table(ranks_=ranks):
-    event = st.session_state.get("loop_table")
-    rows = event.selection.rows if event is not None else []
-    if rows:
-        st.session_state[sel_key] = ranks_[int(rows[0])]
+    def _on_chart(loops_=loops):
+        r = charts.rank_from_selection(st.session_state.get("wave_chart"), loops_)
+        if r is not None:
+            st.session_state[sel_key] = r
 
 
-selected_rank = st.session_state[sel_key]
-fig = charts.waveform_figure(view, loops, selected_rank)
-st.plotly_chart(fig, key="wave_chart", on_select=_on_chart, selection_mode=("points",),
-                config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
-st.caption("Dotted lines are bar lines, faint lines beats; shaded regions are the top loops. "
-           "Click a region or a table row to select a loop.")
+    def _on_table(ranks_=ranks):
+        event = st.session_state.get("loop_table")
+        rows = event.selection.rows if event is not None else []
+        if rows:
+            st.session_state[sel_key] = ranks_[int(rows[0])]
 
-labels = ws.labels(track_id)
-table = loop_table(loops, labels)
-sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
-current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
-with st.container(border=True):
-    st.markdown(f"#### Selected: loop #{selected_rank} · {bars_text(sel_row['bars'])} · "
-                f"{format_time(sel_row['start_time'])} → {format_time(sel_row['end_time'])} · "
-                f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
-                f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}"
-                + (f" · your label: **{current}**" if current else ""))
-    loop_player(track_id, sel_row, export_cfg, current_label=current, key_prefix="sel",
-                title=False)
-    st.caption(" · ".join(f"{title} {float(sel_row[col]):.2f}"
-                          for col, title in MAIN_FEATURES.items() if col in sel_row))
-    if st.session_state.get("label_error"):
-        st.error(st.session_state.pop("label_error"))
 
-st.subheader(f"Top {len(loops)} loops")
-st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
-             hide_index=True,
-             column_config={"score": st.column_config.ProgressColumn(
-                 "score", min_value=0.0, max_value=1.0, format="%.2f"),
-                 "scored by": st.column_config.TextColumn(
-                     "scored by", help="model = trained loop-quality model; heuristic = "
-                                       "transparent blend of the features")},
-             height=min(38 + 35 * len(table), 420))
+    selected_rank = st.session_state[sel_key]
+    fig = charts.waveform_figure(view, loops, selected_rank)
+    st.plotly_chart(fig, key="wave_chart", on_select=_on_chart, selection_mode=("points",),
+                    config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
+    st.caption("Dotted lines are bar lines, faint lines beats; shaded regions are the top loops. "
+               "Click a region or a table row to select a loop.")
 
-st.subheader("Listen to every loop")
-st.caption("Each player repeats its loop exactly as it will be exported (seam and loudness "
-           "included). Good/bad labels are saved in the workspace and teach the ranking model.")
-for rec in loops.to_dict("records"):
-    lab = table.loc[table["rank"] == int(rec["rank"]), "your label"].iloc[0]
+    labels = ws.labels(track_id)
+    table = loop_table(loops, labels)
+    sel_row = loops[loops["rank"] == selected_rank].iloc[0].to_dict()
+    current = table.loc[table["rank"] == selected_rank, "your label"].iloc[0]
     with st.container(border=True):
-        loop_player(track_id, rec, export_cfg, current_label=lab, key_prefix="all")
+        st.markdown(f"#### Selected: loop #{selected_rank} · {bars_text(sel_row['bars'])} · "
+                    f"{format_time(sel_row['start_time'])} → {format_time(sel_row['end_time'])} · "
+                    f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
+                    f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}"
+                    + (f" · your label: **{current}**" if current else ""))
+        loop_player(track_id, sel_row, export_cfg, current_label=current, key_prefix="sel",
+                    title=False)
+        st.caption(" · ".join(f"{title} {float(sel_row[col]):.2f}"
+                              for col, title in MAIN_FEATURES.items() if col in sel_row))
+        if st.session_state.get("label_error"):
+            st.error(st.session_state.pop("label_error"))
 
-# ------------------------------------------------------------------ export
-st.subheader("Export")
-mp3 = st.toggle("Add MP3 previews", value=False, key="finder_mp3")
-zip_cfg = ExportConfig(seam_mode=export_cfg.seam_mode, target_lufs=export_cfg.target_lufs,
-                       export_mp3=mp3)
-stem = names[track_id].rsplit(".", 1)[0]
+    st.subheader(f"Top {len(loops)} loops")
+    st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
+                 hide_index=True,
+                 column_config={"score": st.column_config.ProgressColumn(
+                     "score", min_value=0.0, max_value=1.0, format="%.2f"),
+                     "scored by": st.column_config.TextColumn(
+                         "scored by", help="model = trained loop-quality model; heuristic = "
+                                           "transparent blend of the features")},
+                 height=min(38 + 35 * len(table), 420))
+
+    st.subheader("Listen to every loop")
+    st.caption("Each player repeats its loop exactly as it will be exported (seam and loudness "
+               "included). Good/bad labels are saved in the workspace and teach the ranking model.")
+    for rec in loops.to_dict("records"):
+        lab = table.loc[table["rank"] == int(rec["rank"]), "your label"].iloc[0]
+        with st.container(border=True):
+            loop_player(track_id, rec, export_cfg, current_label=lab, key_prefix="all")
+
+    # ------------------------------------------------------------------ export
+    st.subheader("Export")
+    mp3 = st.toggle("Add MP3 previews", value=False, key="finder_mp3")
+    zip_cfg = ExportConfig(seam_mode=export_cfg.seam_mode, target_lufs=export_cfg.target_lufs,
+                           export_mp3=mp3)
+    stem = names[track_id].rsplit(".", 1)[0]
 
 
-def _zip_all(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root):
-    return state._open_workspace(root_).export_zip([(tid, loops_)], cfg_).zip_path.read_bytes()
+    def _zip_all(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root):
+        return state._open_workspace(root_).export_zip([(tid, loops_)], cfg_).zip_path.read_bytes()
 
 
-def _zip_one(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root, rank=selected_rank):
-    one = loops_[loops_["rank"] == rank]
-    return state._open_workspace(root_).export_zip([(tid, one)], cfg_).zip_path.read_bytes()
+    def _zip_one(loops_=loops, cfg_=zip_cfg, tid=track_id, root_=root, rank=selected_rank):
+        one = loops_[loops_["rank"] == rank]
+        return state._open_workspace(root_).export_zip([(tid, one)], cfg_).zip_path.read_bytes()
 
 
-e1, e2 = st.columns(2)
-e1.download_button(f"ZIP of these {len(loops)} loops", data=_zip_all,
-                   file_name=f"{stem} - {len(loops)} loops.zip", mime="application/zip",
-                   key="dl_all", type="primary", icon=":material/download:", on_click="ignore",
-                   help="WAVs (24-bit, source rate), loops_metadata.csv, all_loops_metadata.csv, "
-                        "your labels")
-e2.download_button(f"ZIP of loop #{selected_rank}", data=_zip_one,
-                   file_name=f"{stem} - loop {selected_rank}.zip", mime="application/zip",
-                   key="dl_one", on_click="ignore", icon=":material/download:")
-st.caption("To export several tracks at once, use the Export page.")
+    e1, e2 = st.columns(2)
+    e1.download_button(f"ZIP of these {len(loops)} loops", data=_zip_all,
+                       file_name=f"{stem} - {len(loops)} loops.zip", mime="application/zip",
+                       key="dl_all", type="primary", icon=":material/download:", on_click="ignore",
+                       help="WAVs (24-bit, source rate), loops_metadata.csv, all_loops_metadata.csv, "
+                            "your labels")
+    e2.download_button(f"ZIP of loop #{selected_rank}", data=_zip_one,
+                       file_name=f"{stem} - loop {selected_rank}.zip", mime="application/zip",
+                       key="dl_one", on_click="ignore", icon=":material/download:")
+    st.caption("To export several tracks at once, use the Export page.")
+
+
+loop_section()

@@ -25,6 +25,7 @@ frame's own cost), and for the slider, re-analysing the track from its audio
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import socket
@@ -47,6 +48,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 PAGES = {"home": ("", "LoopLab"), "upload": ("upload", "Add tracks"),
          "loop_finder": ("loop_finder", "Loop finder"), "export": ("export", "Export")}
 KEYS = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+
+#: Streamlit's own floor: a page with one slider and one heading (same browser, same machine).
+TRIVIAL_APP = """
+import streamlit as st
+k = st.slider("How many loops (K)", 1, 20, 5, key="k")
+st.subheader(f"Top {k} loops")
+"""
 
 
 def build_workspace(n: int, root: Path = BENCH_WS) -> Path:
@@ -115,14 +124,14 @@ def _free_port() -> int:
 
 
 class Server:
-    """``streamlit run app.py`` on a free port with a given workspace."""
+    """``streamlit run <app>`` on a free port with a given workspace."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, app: Path = ROOT / "app.py"):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, LOOPLAB_WORKSPACE=str(root))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port",
              str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true",
              "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -152,6 +161,43 @@ def _render(page, url: str, title: str, full: bool = True) -> float:
     return time.perf_counter() - t0
 
 
+def slider_latency(page, url: str, moves=("ArrowRight",) * 4 + ("ArrowLeft",) * 4):
+    """Seconds from each key press on the K slider until the table heading shows the new K."""
+    page.goto(url)
+    page.get_by_text("Top 5 loops").wait_for()
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    thumb = page.get_by_role("slider", name="How many loops (K)")
+    lat, k = [], 5
+    for step in moves:
+        k += 1 if step == "ArrowRight" else -1
+        thumb.focus()
+        t0 = time.perf_counter()
+        page.keyboard.press(step)
+        page.get_by_text(f"Top {k} loops").wait_for()
+        lat.append(time.perf_counter() - t0)
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    return lat
+
+
+def trivial_latency() -> list:
+    from playwright.sync_api import sync_playwright
+
+    d = Path(tempfile.mkdtemp(prefix="looplab-bench-trivial-"))
+    (d / "app.py").write_text(TRIVIAL_APP)
+    server = Server(d, d / "app.py")
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            lat = slider_latency(page, server.url)
+            b.close()
+    finally:
+        server.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    return lat
+
+
 def browser_times(root: Path, repeats: int = 3) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -169,22 +215,7 @@ def browser_times(root: Path, repeats: int = 3) -> dict:
                 warm = statistics.median(_render(page, f"{server.url}/{path}", title)
                                          for _ in range(repeats))
                 out[name] = (cold, warm)
-            # K slider: focus the thumb, press the arrow key, wait for the table's heading
-            page.goto(f"{server.url}/loop_finder")
-            page.get_by_text("Top 5 loops").wait_for()
-            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
-            thumb = page.locator(".st-key-k [role='slider']")
-            lat = []
-            k = 5
-            for step in ("ArrowRight",) * 4 + ("ArrowLeft",) * 4:
-                k += 1 if step == "ArrowRight" else -1
-                thumb.focus()
-                t0 = time.perf_counter()
-                page.keyboard.press(step)
-                page.get_by_text(f"Top {k} loops").wait_for()
-                lat.append(time.perf_counter() - t0)
-                page.wait_for_selector(
-                    "[data-testid='stApp'][data-test-script-state='notRunning']")
+            lat = slider_latency(page, f"{server.url}/loop_finder")
             out["k_slider"] = (max(lat), statistics.median(lat))
             b.close()
     finally:
@@ -208,6 +239,7 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=50)
     ap.add_argument("--no-browser", action="store_true")
     args = ap.parse_args()
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
     root = build_workspace(args.tracks)
     empty = Path(tempfile.mkdtemp(prefix="looplab-bench-empty-"))
     use_browser = not args.no_browser and Path(CHROMIUM).exists()
@@ -218,6 +250,7 @@ def main() -> None:
         if use_browser:
             br_full = browser_times(root)
             br_empty = browser_times_empty(empty)
+            floor = trivial_latency()
         base = reanalysis_time(root)
         print("\nfirst render per page (target < 2 s)")
         hdr = f"{'page':<12} {'browser cold':>13} {'browser warm':>13} {'empty ws':>9} " \
@@ -235,7 +268,9 @@ def main() -> None:
         print("\nK slider -> updated table (target < 0.5 s)")
         if use_browser:
             worst, med = br_full["k_slider"]
-            print(f"browser: median {med:.3f} s, worst {worst:.3f} s (8 moves)")
+            print(f"browser: median {med:.3f} s, worst {worst:.3f} s (8 key presses)")
+            print(f"Streamlit's floor, a one-slider page in the same browser: median "
+                  f"{statistics.median(floor):.3f} s (ratio {med / statistics.median(floor):.2f})")
         print(f"script rerun (AppTest): median {srv_full['k_slider']:.3f} s")
         print(f"baseline, re-analysing the track instead: {base:.2f} s "
               f"(cached re-rank is {base / srv_full['k_slider']:.0f}x faster)")

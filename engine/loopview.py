@@ -54,12 +54,24 @@ class WaveformView:
     meter: str
 
 
-def waveform_view(analysis: TrackAnalysis) -> WaveformView:
-    """Overview envelope and grid lines of an analysed track."""
+def waveform_view(analysis: TrackAnalysis, points: int = 1200) -> WaveformView:
+    """Overview envelope (at most ``points`` blocks) and grid lines of an analysed track.
+
+    ``points`` bounds what a chart has to draw: about one block per pixel column of a
+    wide screen keeps the peaks while redrawing fast.
+    """
     ov = np.asarray(analysis.overview, dtype=np.float32)
     duration = float(analysis.info.duration)
+    total = ov.shape[1] if ov.ndim == 2 else 0
+    step = max(1, int(np.ceil(total / max(points, 1))))
+    if step > 1:
+        pad = (-total) % step                       # repeat the last block to fill the group
+        lo = np.concatenate([ov[0], np.repeat(ov[0, -1:], pad)]).reshape(-1, step).min(axis=1)
+        hi = np.concatenate([ov[1], np.repeat(ov[1, -1:], pad)]).reshape(-1, step).max(axis=1)
+        ov = np.vstack([lo, hi])
     n = ov.shape[1] if ov.ndim == 2 else 0
-    times = (np.arange(n) + 0.5) * (duration / max(n, 1))
+    centres = np.minimum((np.arange(n) + 0.5) * step, total)
+    times = centres * (duration / max(total, 1))
     grid = analysis.grid
     return WaveformView(times=times, low=ov[0] if n else np.zeros(0),
                         high=ov[1] if n else np.zeros(0),

@@ -187,3 +187,14 @@ def test_loop_files_for_part_two_pages(ws):
     for r in files.itertuples(index=False):
         info = sf.info(r.file)
         assert abs(info.duration - (r.end_time - r.start_time)) < 0.01
+
+
+def test_waveform_view_bounds_points_and_keeps_time_axis(ws):
+    tid = ws.tracks()["track_id"].iloc[0]
+    a = ws.load_analysis(tid)
+    full = waveform_view(a, points=10_000)
+    small = waveform_view(a, points=500)
+    assert small.times.size <= 500 and full.times.size == a.overview.shape[1]
+    assert small.times[-1] <= a.info.duration and small.times[-1] > 0.95 * a.info.duration
+    assert small.high.max() == pytest.approx(full.high.max())      # peaks survive
+    assert small.low.min() == pytest.approx(full.low.min())
