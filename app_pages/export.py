@@ -1,6 +1,7 @@
 """Export: the top K loops of several tracks as one ZIP; the user-labels CSV."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -49,6 +50,10 @@ if st.button("Build the ZIP", type="primary", disabled=not chosen, key="build_zi
             st.error(msg)
         st.session_state["export_zip"] = str(res.zip_path)
         st.session_state["export_members"] = res.members
+        st.session_state["export_note"] = (
+            f"Built {time.strftime('%H:%M')}: {res.n_loops} loops from {res.n_tracks} track(s), "
+            f"K={int(k)}, {'WAV + MP3' if mp3 else 'WAV'}, {cfg.seam_mode} seams, "
+            f"{cfg.target_lufs:.0f} LUFS. Change the settings and build again for another ZIP.")
     except (LoopLabError, OSError, ValueError) as exc:
         prog.done("The export failed", ok=False)
         st.error(str(exc))
@@ -60,6 +65,7 @@ if zip_path:
         st.download_button(f"Download {p.name}", data=p.read_bytes(), file_name=p.name,
                            mime="application/zip", type="primary", key="dl_export", icon=":material/download:",
                            on_click="ignore")
+        st.caption(st.session_state.get("export_note", ""))
         with st.expander(f"{len(st.session_state.get('export_members', []))} files in the ZIP"):
             st.code("\n".join(st.session_state.get("export_members", [])), language=None)
 

@@ -97,6 +97,19 @@ def test_k_slider_changes_the_table(full_ws):
     assert set(at.dataframe[0].value["bars"]) == {2}
 
 
+def test_export_page_builds_a_zip(full_ws):
+    import zipfile
+
+    at = _app(nav.path("export"))
+    at.button(key="build_zip").click().run()
+    assert not at.exception and not at.error
+    path = Path(at.session_state["export_zip"])
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    assert "all_loops_metadata.csv" in names and sum(n.endswith(".wav") for n in names) >= 3
+    assert any("K=5" in c.value for c in at.caption)
+
+
 def test_errors_are_messages_not_tracebacks(empty_ws, tmp_path):
     at = _app(nav.path("upload"))
     at.text_input(key="folder_path").set_value(str(tmp_path / "no such folder")).run()
