@@ -173,3 +173,24 @@ def test_paths_and_keys():
     assert rekordbox_tonality("A minor") == "Am" and rekordbox_tonality("no clear key") == ""
     assert traktor_key_value("C minor") == 12 and traktor_key_value("B major") == 11
     assert traktor_key_value(None) is None
+
+
+def test_mp3_offset_moves_only_mp3_sources():
+    from engine.djsoftware import DJLoop, DJTrack, rekordbox_xml, traktor_nml
+
+    tracks = [DJTrack(path=f"/m/a.{ext}", duration=60.0, sample_rate=44100, bpm=120.0,
+                      first_downbeat=0.5, key="C major", format=fmt,
+                      loops=[DJLoop(2.5, 10.5, 1, 4, "LoopLab #1 4 bars")])
+              for ext, fmt in (("mp3", "MPEG"), ("wav", "WAV"))]
+    root = ET.fromstring(rekordbox_xml(tracks, "t", mp3_offset_ms=26.0))
+    mp3, wav = root.findall("COLLECTION/TRACK")
+    assert mp3.get("Kind") == "MP3 File" and wav.get("Kind") == "WAV File"
+    assert mp3.find("TEMPO").get("Inizio") == "0.526" and wav.find("TEMPO").get("Inizio") == "0.500"
+    assert mp3.find("POSITION_MARK").get("Start") == "2.526"
+    assert wav.find("POSITION_MARK").get("End") == "10.500"
+    nml = ET.fromstring(traktor_nml(tracks, "t", mp3_offset_ms=26.0))
+    a, b = nml.findall("COLLECTION/ENTRY")
+    assert float(a.find("CUE_V2[@TYPE='5']").get("START")) == pytest.approx(2526.0)
+    assert float(b.find("CUE_V2[@TYPE='5']").get("START")) == pytest.approx(2500.0)
+    assert float(b.find("CUE_V2[@TYPE='5']").get("LEN")) == pytest.approx(8000.0)
+    assert b.find("MUSICAL_KEY").get("VALUE") == "0"
