@@ -250,10 +250,17 @@ def scale(args):
     loops = build_loopset(Path(args.devset), work / "scale_loops", 0, 4, args.synth_songs,
                           hop_bars=1, bar_options=(2, 4))
     loops = loops.sort_values("file").reset_index(drop=True)
+    print(f"scale set: {len(loops)} overlapping 2- and 4-bar loops available "
+          f"({loops['file'].map(lambda f: sf.info(f).duration).mean():.1f} s on average)")
     if len(loops) < args.scale:
         print(f"only {len(loops)} loops available for the scale run")
     step = max(1, len(loops) // args.scale)
     big = loops["file"].iloc[::step].iloc[: args.scale].tolist()
+    # warm-up (worker pool start, compiled kernels loaded) so neither timing below pays it
+    warm = work / "scale_cache_warm"
+    shutil.rmtree(warm, ignore_errors=True)
+    run_aspects(big[:40], cache_dir=warm, n_jobs=args.jobs)
+    shutil.rmtree(warm, ignore_errors=True)
     for n in (200, len(big)):
         files = big[:: max(1, len(big) // n)][:n]
         cache = work / f"scale_cache_{n}"
