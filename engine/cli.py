@@ -20,6 +20,7 @@ COMMANDS = (
     "engine.commands.contact_map",
     "engine.commands.query",
     "engine.commands.key",
+    "engine.commands.dj_export",
 )
 
 

@@ -83,6 +83,7 @@ class TrackResult:
     from_cache: bool = False
     embedding_backend: str = "none"
     rhythm: dict = field(default_factory=dict)
+    grid: dict | None = None        # track_grid_info(): what DJ-software exports need
 
 
 def rhythm_summary(grid: RhythmGrid) -> dict:
@@ -96,6 +97,30 @@ def rhythm_summary(grid: RhythmGrid) -> dict:
             "constant_tempo": bool(grid.constant_tempo),
             "first_downbeat": round(float(grid.downbeats[0]), 4) if len(grid.downbeats) else None,
             "bpm_fixed": bool(grid.bpm_fixed), "downbeat_offset": int(grid.downbeat_offset)}
+
+
+def track_grid_info(analysis: "TrackAnalysis") -> dict:
+    """The track's beat grid, key and format in plain JSON types (``run_summary.json``'s
+    ``files_ok[].grid``; read by :mod:`engine.djsoftware`).
+
+    Keys: ``first_downbeat`` (s), ``bpm``, ``beats_per_bar``, ``constant_tempo``,
+    ``duration`` (s), ``sample_rate``, ``channels``, ``format``, ``decoder``,
+    ``key``, ``camelot``, ``open_key``; ``downbeats`` (s, every bar) only when
+    the tempo is not constant.
+    """
+    g = analysis.grid
+    info = analysis.info
+    db = np.asarray(g.downbeats, dtype=float)
+    out = {"first_downbeat": round(float(db[0]), 6) if db.size else 0.0,
+           "bpm": round(float(g.bpm), 6), "beats_per_bar": int(g.beats_per_bar),
+           "constant_tempo": bool(g.constant_tempo), "duration": round(float(info.duration), 6),
+           "sample_rate": int(info.sr), "channels": int(info.channels),
+           "format": info.format, "decoder": info.decoder,
+           "key": analysis.key.get("key"), "camelot": analysis.key.get("camelot"),
+           "open_key": analysis.key.get("open_key")}
+    if not g.constant_tempo and db.size:
+        out["downbeats"] = [round(float(x), 6) for x in db]
+    return out
 
 
 @dataclass
@@ -306,7 +331,8 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
                            timings=timings, warnings=list(analysis.warnings),
                            from_cache=analysis.from_cache,
                            embedding_backend=analysis.embedding_backend,
-                           rhythm=rhythm_summary(analysis.grid))
+                           rhythm=rhythm_summary(analysis.grid),
+                           grid=track_grid_info(analysis))
     except (LoopLabError, OSError, ValueError) as exc:
         return TrackResult(path=str(path), ok=False, error=str(exc),
                            timings={"total": time.perf_counter() - t0})
@@ -412,7 +438,8 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
                       "n_exported": r.n_exported, "out_dir": r.out_dir, "from_cache": r.from_cache,
                       "embedding": r.embedding_backend, **{k: v for k, v in r.rhythm.items()
                                                            if k != "bpm"},
-                      "seconds": round(r.timings.get("total", 0.0), 3), "warnings": r.warnings}
+                      "seconds": round(r.timings.get("total", 0.0), 3), "warnings": r.warnings,
+                      "grid": r.grid}
                      for r in results if r.ok],
         "files_failed": [{"file": r.path, "error": r.error} for r in results if not r.ok],
         "stage_seconds": stage_totals,

@@ -69,6 +69,12 @@ def add_arguments(p):
     p.add_argument("--no_cache", action="store_true", help="ignore and do not write the analysis cache")
     p.add_argument("--cache_dir", default=None, help="analysis cache folder (default: ./cache)")
     p.add_argument("--zip", action="store_true", help="also pack the run into loops_export.zip")
+    p.add_argument("--dj_export", default="",
+                   help="also write DJ-software files beside all_loops_metadata.csv: "
+                        "'rekordbox' (rekordbox.xml), 'traktor' (collection.nml) or both")
+    from .dj_export import add_common
+
+    add_common(p, prefix="dj_")
 
 
 def config_from_args(args):
@@ -111,6 +117,14 @@ def run(args) -> int:
     from ..pipeline import collect_inputs, run_batch
 
     cfg = config_from_args(args)
+    dj_formats = ()
+    if args.dj_export:
+        from ..djsoftware import parse_formats
+
+        try:
+            dj_formats = parse_formats(args.dj_export)
+        except ValueError as exc:
+            raise SystemExit(f"error: --dj_export: {exc}")
     paths = collect_inputs(args.input, args.folder)
     if not paths:
         print(f"no audio files found in {args.folder}", file=sys.stderr)
@@ -140,4 +154,11 @@ def run(args) -> int:
     print(f"{s['n_ok']} of {s['n_files']} files ok, {s['n_loops']} loops -> {result.out_dir} "
           f"(summary: run_summary.json, all loops: all_loops_metadata.csv"
           f"{', zip: loops_export.zip' if result.zip_path else ''})")
+    if dj_formats and s["n_ok"]:
+        from ..djsoftware import write_dj_exports
+
+        for fmt, path in write_dj_exports(result.out_dir, dj_formats,
+                                          hot_cues=args.dj_hot_cues,
+                                          mp3_offset_ms=args.dj_mp3_offset_ms).items():
+            print(f"wrote {path} ({fmt})")
     return 1 if result.n_failed else 0
