@@ -20,6 +20,10 @@ COMMANDS = (
     "engine.commands.contact_map",
     "engine.commands.query",
     "engine.commands.key",
+    "engine.commands.train_tags",
+    "engine.commands.train_contact",
+    "engine.commands.classify",
+    "engine.commands.compare_label_sources",
 )
 
 

@@ -31,7 +31,7 @@ from ..config import DEFAULT_CACHE_DIR
 from ..errors import AudioError, LoopLabError
 
 #: Bumped whenever a feature's definition changes (part of the cache key).
-TAGS_FEATURE_VERSION = "2"
+TAGS_FEATURE_VERSION = "3"
 
 #: Fewer cache misses than this are computed in-process.
 PARALLEL_MIN_FILES = 24
@@ -67,6 +67,7 @@ def descriptor_names() -> list[str]:
     names += ["chroma_peak_mean", "chroma_peak_std", "chroma_entropy_mean", "chroma_flux_mean",
               "chroma_n_active"]
     names += [f"harm_{b}_share" for b in _BAND_NAMES] + [f"perc_{b}_share" for b in _BAND_NAMES]
+    names += [f"perc_{b}_fraction" for b in _BAND_NAMES]
     names += ["harm_level_std", "perc_level_std", "centroid_std", "flatness_std",
               "rolloff_std", "mfcc_delta_std", "spectral_flux_high",
               "vibrato_mod_share", "centroid_slope", "level_slope"]
@@ -200,6 +201,9 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
         y = np.pad(y, (0, params.n_fft - y.size))
     hop, n_fft = params.hop_length, params.n_fft
     fps = sr / hop
+    raw_rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)[0]
+    # everything else is level-independent: the loop is scaled to RMS 0.1
+    y = y * np.float32(0.1 / (float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) + 1e-9))
     S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=True))
     P = S * S
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
@@ -208,7 +212,7 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
 
     # --- spectral shape (seed names) ---
     rms = librosa.feature.rms(S=S, frame_length=n_fft)[0]
-    f["rms_mean"], f["rms_std"] = float(rms.mean()), float(rms.std())
+    f["rms_mean"], f["rms_std"] = float(raw_rms.mean()), float(raw_rms.std())
     f["zcr_mean"] = float(librosa.feature.zero_crossing_rate(y, frame_length=n_fft,
                                                              hop_length=hop)[0].mean())
     cent = librosa.feature.spectral_centroid(S=S, sr=sr)[0]
@@ -272,6 +276,9 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
         sel = (freqs >= lo) & (freqs < hi)
         f[f"harm_{name}_share"] = float((H[sel] ** 2).sum() / tot)
         f[f"perc_{name}_share"] = float((Pc[sel] ** 2).sum() / tot)
+        # within-band percussive fraction: robust to how loud the other parts are
+        hb, pb = float((H[sel] ** 2).sum()), float((Pc[sel] ** 2).sum())
+        f[f"perc_{name}_fraction"] = pb / (hb + pb + 1e-12)
     f["harm_level_std"] = float(np.std(10 * np.log10((H ** 2).sum(axis=0) + 1e-10)))
     f["perc_level_std"] = float(np.std(10 * np.log10((Pc ** 2).sum(axis=0) + 1e-10)))
 
