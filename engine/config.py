@@ -166,3 +166,76 @@ class PipelineConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: Aspects of neighbour similarity (engine.aspects), in order.
+NEIGHBOR_ASPECTS = ("rhythm", "timbre", "harmony", "tempo")
+
+
+@dataclass(frozen=True)
+class AspectWeights:
+    """Weights of the neighbour aspects in ``overall`` (engine.aspects); any values >= 0.
+
+    The defaults were chosen by ``bench/bench_neighbors.py`` on half of the
+    dev-set songs (same-song precision P@5 + P@10, half "A") and checked on the
+    other half (README, "Neighbours by aspect").
+    Only their ratios matter. ``parse("rhythm=1,timbre=0.5")`` gives the
+    named aspects and 0 for the others.
+    """
+
+    rhythm: float = 0.5
+    timbre: float = 1.0
+    harmony: float = 1.0
+    tempo: float = 0.25
+
+    def __post_init__(self):
+        for a in NEIGHBOR_ASPECTS:
+            v = float(getattr(self, a))
+            if not v >= 0.0 or v == float("inf"):
+                raise ValueError(f"aspect weight {a} must be a finite number >= 0, got {v}")
+
+    def as_dict(self) -> dict:
+        return {a: float(getattr(self, a)) for a in NEIGHBOR_ASPECTS}
+
+    @classmethod
+    def parse(cls, text: str) -> "AspectWeights":
+        """``"rhythm=1,timbre=0.5"`` (aspects not named weigh 0); ``"default"`` or ""
+        gives the defaults; a single aspect name (``"timbre"``) weighs only that one."""
+        t = (text or "").strip().lower()
+        if t in ("", "default", "overall"):
+            return cls()
+        vals = {a: 0.0 for a in NEIGHBOR_ASPECTS}
+        for part in t.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, num = part.partition("=")
+            name = name.strip()
+            if name not in vals:
+                raise ValueError(f"unknown aspect {name!r} in {text!r}; use "
+                                 f"{', '.join(NEIGHBOR_ASPECTS)}")
+            try:
+                vals[name] = float(num) if num.strip() else 1.0
+            except ValueError:
+                raise ValueError(f"aspect weight for {name} is not a number: {num!r}") from None
+        if sum(vals.values()) <= 0:
+            raise ValueError(f"at least one aspect weight must be positive in {text!r}")
+        return cls(**vals)
+
+    @classmethod
+    def coerce(cls, w) -> "AspectWeights":
+        """AspectWeights from None (defaults), a dict, a string or an AspectWeights."""
+        if w is None:
+            return cls()
+        if isinstance(w, cls):
+            return w
+        if isinstance(w, str):
+            return cls.parse(w)
+        if isinstance(w, dict):
+            unknown = set(w) - set(NEIGHBOR_ASPECTS)
+            if unknown:
+                raise ValueError(f"unknown aspect(s) {sorted(unknown)}; use "
+                                 f"{', '.join(NEIGHBOR_ASPECTS)}")
+            return cls(**{a: float(w.get(a, 0.0)) for a in NEIGHBOR_ASPECTS})
+        raise TypeError(f"aspect weights must be None, a dict, a string or AspectWeights, "
+                        f"not {type(w).__name__}")

@@ -58,6 +58,13 @@ def add_arguments(p):
     p.add_argument("--no_cache", action="store_true", help="ignore and do not write the cache")
     p.add_argument("--cache_dir", default=None, help="analysis cache folder (default: ./cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no_aspects", action="store_true",
+                   help="skip the timbre/harmony/tempo neighbour files (contact_aspects.npz, "
+                        "contact_aspect_neighbors.csv)")
+    p.add_argument("--aspects", default="default",
+                   help="weights of the overall neighbour ranking in "
+                        "contact_aspect_neighbors.csv, e.g. 'rhythm=1,timbre=0.5' "
+                        "(default: the measured weights)")
 
 
 class _Bars:
@@ -109,6 +116,14 @@ def run(args) -> int:
                           mutual_knn=not args.disable_mutual_knn,
                           sinkhorn_iters=args.sinkhorn_iters, sinkhorn_eps=args.sinkhorn_eps,
                           n_bins=args.n_bins, n_eigen_tags=args.n_eigen_tags)
+    from ..config import AspectWeights
+
+    from ..errors import LoopLabError
+
+    try:
+        weights = AspectWeights.parse(args.aspects)
+    except ValueError as exc:
+        raise LoopLabError(f"--aspects: {exc}") from None
     bars = _Bars(not args.quiet)
     try:
         res = run_contact_map(args.folder, args.out_dir, max_files=args.max_files, seq_params=seq,
@@ -121,7 +136,9 @@ def run(args) -> int:
                               use_cache=not args.no_cache, n_jobs=jobs,
                               heatmaps=not args.no_heatmaps,
                               shortlist_embedding=args.shortlist_embedding,
-                              openl3_weights=args.openl3_weights, progress=bars)
+                              openl3_weights=args.openl3_weights,
+                              aspects=not args.no_aspects, aspect_weights=weights,
+                              progress=bars)
     finally:
         bars.close()
     cm = res.cmap

@@ -10,6 +10,11 @@ SHOWN = ("neighbor_rank", "neighbor", "similarity", "neighbor_bpm_est", "neighbo
          "recommended_pitch_fader_pct", "cdj_pitch_range", "stretch_agrees_with_bpm",
          "neighbor_camelot", "key_relation")
 
+#: Columns printed with --aspects.
+ASPECT_SHOWN = ("neighbor_rank", "neighbor", "overall", "rhythm", "timbre", "harmony", "tempo",
+                "neighbor_bpm_est", "neighbor_target_bpm", "recommended_pitch_fader_pct",
+                "cdj_pitch_range", "neighbor_camelot", "key_relation")
+
 
 def add_arguments(p):
     p.add_argument("--nn_csv", default="training/models/contact_map/contact_nearest_neighbors.csv",
@@ -21,6 +26,11 @@ def add_arguments(p):
                    help="never decode audio; use only the BPM stored at build time")
     p.add_argument("--loop_info", default=None,
                    help="per-loop info CSV (default: contact_loop_info.csv beside --nn_csv)")
+    p.add_argument("--aspects", default=None,
+                   help="rank by weighted aspects instead of rhythm alone: 'default' (measured "
+                        "weights), one aspect ('timbre') or weights such as "
+                        "'rhythm=1,timbre=0.5,harmony=0,tempo=0.25'; reads contact_aspects.npz "
+                        "beside --nn_csv")
 
 
 def run(args) -> int:
@@ -31,9 +41,25 @@ def run(args) -> int:
     from ..atomic import atomic_write_csv
     from ..neighbors import query_neighbors, read_loop_info
 
-    info = read_loop_info(args.loop_info) if args.loop_info else None
-    df = query_neighbors(args.nn_csv, args.query, args.top_k,
-                         disable_bpm_estimation=args.disable_bpm_estimation, loop_info=info)
+    shown = SHOWN
+    if args.aspects is not None:
+        from ..aspects import aspect_query
+        from ..config import AspectWeights
+
+        from ..neighbors import QueryError
+
+        try:
+            weights = AspectWeights.parse(args.aspects)
+        except ValueError as exc:
+            raise QueryError(f"--aspects: {exc}") from None
+        df = aspect_query(Path(args.nn_csv).parent, args.query, weights, args.top_k)
+        w = ", ".join(f"{a}={v:g}" for a, v in df.attrs["weights"].items())
+        print(f"aspect weights: {w}")
+        shown = ASPECT_SHOWN
+    else:
+        info = read_loop_info(args.loop_info) if args.loop_info else None
+        df = query_neighbors(args.nn_csv, args.query, args.top_k,
+                             disable_bpm_estimation=args.disable_bpm_estimation, loop_info=info)
     q = df.attrs.get("query", args.query)
     qb = df["query_bpm_est"].iloc[0] if len(df) else None
     qk = df["query_camelot"].iloc[0] if len(df) else None
@@ -45,7 +71,7 @@ def run(args) -> int:
     show["neighbor"] = [Path(f).name for f in show["neighbor_file"]]
     with pd.option_context("display.max_columns", None, "display.width", 200,
                            "display.max_colwidth", 40, "display.float_format", "{:.2f}".format):
-        print(show[[c for c in SHOWN if c in show.columns]].to_string(index=False))
+        print(show[[c for c in shown if c in show.columns]].to_string(index=False))
     if args.out_csv:
         atomic_write_csv(df, args.out_csv)
         print(f"wrote {args.out_csv}")

@@ -25,6 +25,7 @@ class ContactRun:
     cmap: ContactMap
     artifacts: dict
     timings: dict
+    aspects: object = None          # engine.aspects.AspectGraph, when computed
 
 
 def run_contact_map(folder, out_dir, *, max_files: int = 200,
@@ -35,7 +36,8 @@ def run_contact_map(folder, out_dir, *, max_files: int = 200,
                     estimate_bpm: bool = True, estimate_key: bool = True,
                     cache_dir=DEFAULT_CACHE_DIR, use_cache: bool = True, n_jobs: int = 1,
                     heatmaps: bool = True, shortlist_embedding: str = "none",
-                    openl3_weights=None, progress=None) -> ContactRun:
+                    openl3_weights=None, aspects: bool = True, aspect_weights=None,
+                    progress=None) -> ContactRun:
     """Folder -> sequences -> DTW -> contact map -> artifacts (the CLI's work).
 
     ``max_files`` keeps the first N files in path order (seed); 0 or less: all.
@@ -61,17 +63,32 @@ def run_contact_map(folder, out_dir, *, max_files: int = 200,
                             f"in {folder}")
     t = {}
     t0 = time.perf_counter()
-    seqset = compute_sequences(files, seq_params, estimate_bpm=estimate_bpm,
-                               estimate_key=estimate_key, cache_dir=cache_dir,
-                               use_cache=use_cache, n_jobs=n_jobs,
-                               progress=lambda d, n, m: progress(d, n, f"sequences: {m}"))
-    t["sequences_seconds"] = time.perf_counter() - t0
+    want_emb = (shortlist_embedding != "none"
+                and dtw_params.resolved_mode(len(files)) == "shortlist")
+    lset = None
     vectors = None
-    if shortlist_embedding != "none" and dtw_params.resolved_mode(len(seqset)) == "shortlist":
-        t0 = time.perf_counter()
-        vectors = loop_embeddings(seqset.files, shortlist_embedding, openl3_weights,
-                                  sr=seq_params.sr, progress=progress)
-        t["embedding_seconds"] = time.perf_counter() - t0
+    if aspects or want_emb:
+        from ..aspects import analyse_loop_set   # decode once: sequence, descriptors, embedding
+
+        lset = analyse_loop_set(files, seq_params, estimate_bpm=estimate_bpm,
+                                estimate_key=estimate_key, descriptors=aspects,
+                                embedding=shortlist_embedding if want_emb else "none",
+                                openl3_weights=openl3_weights, cache_dir=cache_dir,
+                                use_cache=use_cache, n_jobs=n_jobs,
+                                progress=lambda d, n, m: progress(d, n, f"sequences: {m}"))
+        seqset = lset.seqset
+        if want_emb and dtw_params.resolved_mode(len(seqset)) == "shortlist":
+            vectors = lset.embeddings
+            t["embedding_seconds"] = lset.seconds.get("embedding", 0.0)
+    else:
+        seqset = compute_sequences(files, seq_params, estimate_bpm=estimate_bpm,
+                                   estimate_key=estimate_key, cache_dir=cache_dir,
+                                   use_cache=use_cache, n_jobs=n_jobs,
+                                   progress=lambda d, n, m: progress(d, n, f"sequences: {m}"))
+    t["sequences_seconds"] = time.perf_counter() - t0
+    from ..aspects import announce_dtw_compile
+
+    announce_dtw_compile(progress)
     t0 = time.perf_counter()
     dtw = pairwise_dtw(seqset, dtw_params, vectors=vectors, cache_dir=cache_dir,
                        use_cache=use_cache, progress=lambda d, n, m: progress(d, n, m))
@@ -84,7 +101,16 @@ def run_contact_map(folder, out_dir, *, max_files: int = 200,
                            top_pairs_limit=top_pairs_limit, heatmaps=heatmaps,
                            extra_summary={"timings": {k: round(v, 3) for k, v in t.items()}})
     t["artifacts_seconds"] = time.perf_counter() - t0
-    return ContactRun(seqset, dtw, cmap, arts, t)
+    graph = None
+    if aspects and lset is not None:
+        from ..aspects import build_aspect_graph, write_aspect_files
+
+        t0 = time.perf_counter()
+        graph = build_aspect_graph(lset, dtw, progress=progress)
+        arts.update(write_aspect_files(graph, out_dir, weights=aspect_weights,
+                                       top_k=top_k_neighbors))
+        t["aspects_seconds"] = time.perf_counter() - t0
+    return ContactRun(seqset, dtw, cmap, arts, t, graph)
 
 
 def loop_embeddings(files, backend: str = "auto", weights=None, *, sr: int = 22050,

@@ -112,16 +112,30 @@ def analyse_loop(path, params: SequenceParams = SequenceParams(), *, estimate_bp
     AnalysisError
         Too few frames for a rhythm sequence.
     """
-    from ..audio import content_hash as _hash, load_mono
+    from ..audio import load_mono
 
     y, info = load_mono(path, params.sr, min_duration=0.2)
+    return analyse_decoded(y, float(info.duration), path, params, estimate_bpm=estimate_bpm,
+                           estimate_key=estimate_key, content_hash=content_hash)
+
+
+def analyse_decoded(y: np.ndarray, duration: float, path, params: SequenceParams = SequenceParams(),
+                    *, estimate_bpm: bool = True, estimate_key: bool = True,
+                    content_hash: str | None = None) -> tuple[np.ndarray, LoopInfo]:
+    """:func:`analyse_loop` on samples already decoded at ``params.sr`` (mono).
+
+    Lets a caller decode a loop once for its rhythm sequence and other
+    analyses (:func:`engine.aspects.analyse_loop_set`).
+    """
+    from ..audio import content_hash as _hash
+
     if y.size < 4096:
         raise AudioError(path, f"too short for a rhythm sequence ({y.size / params.sr:.2f} s)")
     feats = rhythm_features(y, params.sr, params)
     seq = feats.sequence
     if seq.shape[0] < 8:
         raise AnalysisError(f"{Path(str(path)).name}: fewer than 8 onset frames")
-    duration = float(info.duration)
+    duration = float(duration)
     bpm, method = (estimate_loop_bpm(y, params.sr, feats, duration, params) if estimate_bpm
                    else (None, "disabled"))
     key, cam, kconf = _key_of(y, params.sr) if estimate_key else (None, None, None)
