@@ -10,9 +10,11 @@ content (:func:`compute_features`):
 * the quantities the audio-derived weak labels are thresholds on
   (``tempo_est, beat_cv, syncopation, percussive_ratio, onset_rate,
   phrase_acf``; see :mod:`engine.tags.labels_audio`);
-* timbre and harmony descriptors (log-mel band means/spreads, spectral
-  contrast, chroma statistics, harmonic/percussive energy per band), which
-  carry what a part *is* rather than when it plays.
+* timbre and harmony descriptors: the shared per-loop statistics of
+  :mod:`engine.descriptors` (log-mel, MFCC, chroma, contrast, spectral shape)
+  plus tag-specific ones (key-invariant chroma ranks and peakiness, harmonic
+  and percussive energy per band, vibrato modulation, brightness and level
+  slopes), which carry what a part *is* rather than when it plays.
 
 The seed decoded every file twice and ran HPSS twice (once for the features,
 once for the audio labels); here both come from the same record.
@@ -31,7 +33,7 @@ from ..config import DEFAULT_CACHE_DIR
 from ..errors import AudioError, LoopLabError
 
 #: Bumped whenever a feature's definition changes (part of the cache key).
-TAGS_FEATURE_VERSION = "3"
+TAGS_FEATURE_VERSION = "4"
 
 #: Fewer cache misses than this are computed in-process.
 PARALLEL_MIN_FILES = 24
@@ -41,7 +43,6 @@ PARALLEL_MIN_FILES = 24
 ONSET_DELTA = 0.03
 
 N_MFCC = 20
-N_MEL_BANDS = 24
 #: Band edges (Hz) of the harmonic / percussive energy shares.
 ENERGY_BANDS = (0.0, 120.0, 400.0, 2000.0, 6000.0, 11025.0)
 _BAND_NAMES = ("sub", "low", "mid", "high", "air")
@@ -59,11 +60,13 @@ RULE_FEATURES = ["beat_cv", "syncopation", "onset_rate", "phrase_acf"]
 
 
 def descriptor_names() -> list[str]:
-    """Names of the timbre/harmony descriptors, in order."""
-    names = [f"logmel_{i:02d}_mean" for i in range(N_MEL_BANDS)]
-    names += [f"logmel_{i:02d}_std" for i in range(N_MEL_BANDS)]
-    names += [f"contrast_{i}_mean" for i in range(7)] + [f"contrast_{i}_std" for i in range(7)]
-    names += [f"chroma_{i:02d}_mean" for i in range(12)]
+    """Names of the timbre/harmony descriptors, in order: the shared per-loop
+    descriptors of :mod:`engine.descriptors` (``desc_*``: log-mel, MFCC, chroma, contrast,
+    spectral shape: mean and spread) then the tag-specific ones below."""
+    from ..descriptors import DESCRIPTOR_NAMES
+
+    names = [f"desc_{n}" for n in DESCRIPTOR_NAMES]
+    names += [f"chroma_rank_{i:02d}" for i in range(12)]
     names += ["chroma_peak_mean", "chroma_peak_std", "chroma_entropy_mean", "chroma_flux_mean",
               "chroma_n_active"]
     names += [f"harm_{b}_share" for b in _BAND_NAMES] + [f"perc_{b}_share" for b in _BAND_NAMES]
@@ -201,6 +204,9 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
         y = np.pad(y, (0, params.n_fft - y.size))
     hop, n_fft = params.hop_length, params.n_fft
     fps = sr / hop
+    from ..descriptors import loop_descriptors
+
+    y_raw = y
     raw_rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)[0]
     # everything else is level-independent: the loop is scaled to RMS 0.1
     y = y * np.float32(0.1 / (float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) + 1e-9))
@@ -288,18 +294,9 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
         f[f"mfcc_{i + 1}_mean"] = float(mfcc[i].mean())
         f[f"mfcc_{i + 1}_std"] = float(mfcc[i].std())
     f["mfcc_delta_std"] = float(np.diff(mfcc[1:], axis=1).std()) if mfcc.shape[1] > 1 else 0.0
-    # 24 mel bands as groups of the 128 (dB relative to the loop's peak band)
-    grp = np.array_split(np.arange(mel.shape[0]), N_MEL_BANDS)
-    band_db = np.stack([librosa.power_to_db(mel[g].sum(axis=0), ref=1.0, amin=1e-10)
-                        for g in grp])
-    band_db = band_db - band_db.mean(axis=0).max()
-    for i in range(N_MEL_BANDS):
-        f[f"logmel_{i:02d}_mean"] = float(band_db[i].mean())
-        f[f"logmel_{i:02d}_std"] = float(band_db[i].std())
-    contrast = librosa.feature.spectral_contrast(S=S, sr=sr, fmin=100.0, n_bands=6)
-    for i in range(7):
-        f[f"contrast_{i}_mean"] = float(contrast[i].mean())
-        f[f"contrast_{i}_std"] = float(contrast[i].std())
+    # the shared timbre/harmony descriptors (engine.descriptors), on the loop as it is
+    # (prefixed "desc_": their shape statistics share names with the seed's columns)
+    f.update({f"desc_{k}": v for k, v in loop_descriptors(y_raw, sr).as_dict().items()})
 
     # --- chroma of the harmonic part: how many pitch classes, how stable ---
     chroma = librosa.feature.chroma_stft(S=H ** 2, sr=sr, n_fft=n_fft)
@@ -309,7 +306,7 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
     w = energy_w / (energy_w.sum() + 1e-12)
     cm = (cn * w).sum(axis=1)
     for i in range(12):
-        f[f"chroma_{i:02d}_mean"] = float(np.sort(cm)[::-1][i])   # sorted: key-invariant
+        f[f"chroma_rank_{i:02d}"] = float(np.sort(cm)[::-1][i])   # sorted: key-invariant
     peak = cn.max(axis=0)
     f["chroma_peak_mean"], f["chroma_peak_std"] = float((peak * w).sum()), float(peak.std())
     ent = -(cn * np.log(cn + 1e-12)).sum(axis=0) / np.log(12)
