@@ -299,7 +299,7 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
     f.update({f"desc_{k}": v for k, v in loop_descriptors(y_raw, sr).as_dict().items()})
 
     # --- chroma of the harmonic part: how many pitch classes, how stable ---
-    chroma = librosa.feature.chroma_stft(S=H ** 2, sr=sr, n_fft=n_fft)
+    chroma = librosa.feature.chroma_stft(S=H ** 2, sr=sr, n_fft=n_fft, tuning=0.0)
     csum = chroma.sum(axis=0) + 1e-9
     cn = chroma / csum
     energy_w = (H ** 2).sum(axis=0)
