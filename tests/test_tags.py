@@ -262,6 +262,16 @@ def test_cli_train_tags_contact_and_combined_classify(tmp_path, truth_loops):
                 "prob_contact_lap_e1_pos", "prob_contact_cm_bin_0"):
         assert col in pred.columns
     assert pred["predicted_tags"].str.len().min() > 0      # argmax fallback: never empty
+    cmp_dir = tmp_path / "cmp"
+    assert main(["compare-label-sources", "--folder", str(folder), "--out_dir", str(cmp_dir)]
+                + common) == 0
+    board = pd.read_csv(cmp_dir / "label_source_comparison.csv")
+    assert set(board["label_source"]) <= {"filename", "audio", "hybrid"}
+    assert "test_macro_f1_calibrated" in board.columns
+    js = json.loads((cmp_dir / "label_source_comparison.json").read_text())
+    assert js["leaderboard"]["best"] == board["label_source"].iloc[0]
+    for src in ("filename", "audio", "hybrid"):
+        assert js[src]["status"] in ("ok", "empty_dataset")
 
 
 def test_classify_reports_bad_files(tmp_path):

@@ -9,7 +9,10 @@
    (:func:`engine.tags.roles.make_mma_part_loops`: each MMA song re-rendered
    4 times with a random subset of its parts, 6 loops per render), which bring
    real General-MIDI timbres;
-3. ``train_tags(label_source="roles")`` with 200 trees per label
+3. when the dev set is built, loops cut from its MMA full mixes on their
+   ground-truth downbeats (:func:`engine.tags.roles.make_realbench_role_loops`,
+   12 per song; truth from the MIDI tracks);
+4. ``train_tags(label_source="roles")`` with 200 trees per label
    (min_samples_leaf 3) to keep the file small.
 
 Scratch audio goes to ``--work_dir`` (default /tmp/looplab-roles-build).
@@ -25,7 +28,7 @@ from .classify import DEFAULT_ROLES_MODEL
 
 #: The recipe's settings (stored in the report).
 RECIPE = {"synth_loops": 500, "synth_seed": 1, "mma_variants": 4, "mma_loops_per_render": 6,
-          "mma_seed": 0, "n_estimators": 200, "min_samples_leaf": 3, "min_tag_count": 3,
+          "mma_seed": 0, "realbench_loops_per_track": 12, "n_estimators": 200, "min_samples_leaf": 3, "min_tag_count": 3,
           "learner": "rf"}
 
 
@@ -38,7 +41,8 @@ def build(out=DEFAULT_ROLES_MODEL, work_dir="/tmp/looplab-roles-build",
     """
     from ..config import DEFAULT_CACHE_DIR
     from .model import TrainConfig
-    from .roles import ROLES_CSV, make_mma_part_loops, make_synth_role_loops, read_roles_csv
+    from .roles import (ROLES_CSV, make_mma_part_loops, make_realbench_role_loops,
+                        make_synth_role_loops, read_roles_csv)
     from .train import list_loops, train_tags, write_outputs
 
     work = Path(work_dir)
@@ -57,6 +61,14 @@ def build(out=DEFAULT_ROLES_MODEL, work_dir="/tmp/looplab-roles-build",
         files += list_loops(mma_dir)
         truth.update(read_roles_csv(mma_dir / ROLES_CSV))
         sources["mma_part_renders"] = str(mma_dir)
+    if Path(devset, "gt", "manifest.csv").is_file() and Path(devset_work, "mma").is_dir():
+        rb_dir = work / "realbench"
+        if not (rb_dir / ROLES_CSV).is_file():
+            make_realbench_role_loops(devset, devset_work, rb_dir,
+                                      per_track=RECIPE["realbench_loops_per_track"])
+        files += list_loops(rb_dir)
+        truth.update(read_roles_csv(rb_dir / ROLES_CSV))
+        sources["realbench_mma_full_mixes"] = str(rb_dir)
     merged = work / "roles_all.csv"
     import pandas as pd
 

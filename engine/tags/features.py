@@ -33,7 +33,7 @@ from ..config import DEFAULT_CACHE_DIR
 from ..errors import AudioError, LoopLabError
 
 #: Bumped whenever a feature's definition changes (part of the cache key).
-TAGS_FEATURE_VERSION = "4"
+TAGS_FEATURE_VERSION = "5"
 
 #: Fewer cache misses than this are computed in-process.
 PARALLEL_MIN_FILES = 24
