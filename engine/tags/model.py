@@ -135,8 +135,8 @@ def _make_learner(kind: str, cfg: TrainConfig, y: np.ndarray, seed: int):
 
 
 def fit_model(X: pd.DataFrame, Y: np.ndarray, classes, label_features: dict, cfg: TrainConfig,
-              learner: str = "rf", progress=None) -> MultiLabelModel:
-    """Fit one binary learner per label on the rows of ``X``."""
+              learner: str = "rf", progress=None, sample_weight=None) -> MultiLabelModel:
+    """Fit one binary learner per label on the rows of ``X`` (optional row weights)."""
     ests = []
     for j, c in enumerate(classes):
         y = Y[:, j].astype(int)
@@ -145,7 +145,7 @@ def fit_model(X: pd.DataFrame, Y: np.ndarray, classes, label_features: dict, cfg
             ests.append(_Constant(float(y[0])))
         else:
             est = _make_learner(learner, cfg, y, cfg.random_state + j)
-            est.fit(X[cols].to_numpy(float), y)
+            est.fit(X[cols].to_numpy(float), y, sample_weight=sample_weight)
             ests.append(est)
         if progress:
             progress(j + 1, len(classes), f"fitted {c} ({learner})")
@@ -228,7 +228,7 @@ def _metrics(Y, proba, classes, thresholds, cfg) -> dict:
 def train_multilabel(features: pd.DataFrame, tag_lists, *, label_source: str,
                      cfg: TrainConfig = TrainConfig(), feature_cols=None,
                      excluded: dict | None = None, head_name: str = "tags",
-                     progress=None) -> TrainResult:
+                     sample_weight=None, progress=None) -> TrainResult:
     """Fit and evaluate a multi-label tag model.
 
     Parameters
@@ -247,6 +247,9 @@ def train_multilabel(features: pd.DataFrame, tag_lists, *, label_source: str,
         label -> columns that label must not see (leakage guard).
     head_name : str
         "tags" or "contact_map" (stored in the bundle).
+    sample_weight : array-like, optional
+        One weight per row of ``features`` (e.g. to give real recordings more
+        say than generated loops); used for fitting, not for the metrics.
     progress : callable, optional
         ``progress(done, total, message)``.
 
@@ -299,12 +302,14 @@ def train_multilabel(features: pd.DataFrame, tag_lists, *, label_source: str,
     label_features = {c: [f for f in feature_cols if f not in set(excluded.get(c, ()))]
                       for c in classes}
     X = data[feature_cols].astype(float).fillna(0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, float)[rows]
     tr, va, te = train_val_test_split(Y, cfg.val_size, cfg.test_size, cfg.random_state)
 
     learners = ["rf", "xgb"] if cfg.learner == "auto" else [cfg.learner]
     fitted = {}
     for lk in learners:
-        m = fit_model(X.iloc[tr], Y[tr], classes, label_features, cfg, lk, progress)
+        m = fit_model(X.iloc[tr], Y[tr], classes, label_features, cfg, lk, progress,
+                      None if w is None else w[tr])
         pv = m.predict_proba(X.iloc[va])
         th = calibrate_thresholds(Y[va], pv, classes, cfg)
         fitted[lk] = (m, th, _micro_macro(Y[va], predict_tags(pv, classes, th))[1])

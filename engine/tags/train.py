@@ -87,7 +87,7 @@ def train_tags(folder=None, *, files=None, label_source: str = "audio",
                cfg: TrainConfig = TrainConfig(), roles_csv=None,
                max_files: int | None = None, params: FeatureParams = FeatureParams(),
                cache_dir=DEFAULT_CACHE_DIR, use_cache: bool = True, n_jobs: int = 1,
-               progress=None) -> TrainResult:
+               file_weight=None, progress=None) -> TrainResult:
     """Train a tag head on a folder of loops (or an explicit file list).
 
     Features come from :func:`engine.tags.features.compute_features` (cached);
@@ -109,6 +109,8 @@ def train_tags(folder=None, *, files=None, label_source: str = "audio",
     params : FeatureParams
     cache_dir, use_cache, n_jobs :
         Feature cache and parallel decoding.
+    file_weight : callable, optional
+        ``file_weight(path) -> float`` training weight of a loop (default 1).
     progress : callable, optional
 
     Raises
@@ -143,8 +145,10 @@ def train_tags(folder=None, *, files=None, label_source: str = "audio",
         raise ModelError(f"no usable audio files ({detail})")
     tags = tag_lists_for(label_source, table.frame, roles_truth)
     excluded = leakage_exclusions(tags)
+    weights = None if file_weight is None else [float(file_weight(f))
+                                                 for f in table.frame["file"]]
     res = train_multilabel(table.frame, tags, label_source=label_source, cfg=cfg,
-                           excluded=excluded, progress=progress)
+                           excluded=excluded, sample_weight=weights, progress=progress)
     res.report["n_files"] = len(files)
     res.report["failures"] = [{"file": f, "error": m} for f, m in table.failures]
     res.report["feature_seconds"] = round(t_feat, 3)
