@@ -19,8 +19,10 @@ Prints
    against ours;
 5. with the dev set built (/tmp/looplab-devset): roles on loops cut from the
    MMA renders on their ground-truth downbeats (truth from the MIDI tracks),
-   for the 200-loop synth-only head and leave-songs-out (3 folds: generated
-   loops + the other songs' loops), against the majority baseline.
+   for the 200-loop synth-only head and leave-songs-out (3 folds): generated
+   loops + the other songs' full mixes, and (when the default-model build
+   left them) the other songs' part renders + full mixes, against the
+   majority baseline.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ from engine.tags.truth import agreement, audio_truth_loops  # noqa: E402
 
 DEVSET = Path(os.environ.get("LOOPLAB_DEVSET", "/tmp/looplab-devset"))
 DEVSET_WORK = Path(os.environ.get("LOOPLAB_DEVSET_WORK", "/tmp/looplab-devset-work"))
+#: MMA part renders (FluidSynth; written by python -m engine.tags.build_default).
+PART_RENDERS = Path(os.environ.get("LOOPLAB_ROLES_PARTS", "/tmp/looplab-roles-build/mma"))
 
 
 def role_scores(pred_tags, files, truth) -> tuple[dict, float, float]:
@@ -223,23 +227,31 @@ def main() -> int:
         syn_truth = read_roles_csv(train_csv)
         songs = sorted({song_of(f) for f in rb_frame["file"]})
         np.random.default_rng(0).shuffle(songs)
-        preds, files_out = [], []
-        for k in range(3):
-            held = set(songs[k::3])
-            tr = rb_frame[[song_of(f) not in held for f in rb_frame["file"]]]
-            te = rb_frame[[song_of(f) in held for f in rb_frame["file"]]]
-            X = pd.concat([syn, tr], ignore_index=True)
-            T = ([syn_truth[str(Path(f).resolve())] for f in syn["file"]]
-                 + [rb_truth[str(Path(f).resolve())] for f in tr["file"]])
-            fold = train_multilabel(X, T, label_source="roles",
-                                    cfg=TrainConfig(min_tag_count=3, n_estimators=300))
-            from engine.tags.classify import head_columns
+        from engine.tags.classify import head_columns
 
-            preds += list(head_columns(fold.bundle, te)["predicted_tags"])
-            files_out += list(te["file"])
-        per, macro, base = role_scores(preds, files_out, rb_truth)
-        print_roles("    leave-songs-out (3 folds; trained on the 200 generated loops + the "
-                    "other songs' loops):", per, macro, base)
+        parts_csv = PART_RENDERS / "roles.csv"
+        variants = [("the 200 generated loops + the other songs' full mixes", syn, syn_truth)]
+        if parts_csv.is_file():      # python -m engine.tags.build_default leaves them here
+            pr_truth = read_roles_csv(parts_csv)
+            pr = compute_features(sorted(pr_truth), cache_dir=cache, n_jobs=2).frame
+            variants.append(("the other songs' part renders + full mixes (no generated loops)",
+                             pr, pr_truth))
+        for what, extra, extra_truth in variants:
+            preds, files_out = [], []
+            for k in range(3):
+                held = set(songs[k::3])
+                tr = rb_frame[[song_of(f) not in held for f in rb_frame["file"]]]
+                te = rb_frame[[song_of(f) in held for f in rb_frame["file"]]]
+                ex = extra[[song_of(f).split("__")[0] not in held for f in extra["file"]]]
+                X = pd.concat([ex, tr], ignore_index=True)
+                T = ([extra_truth[str(Path(f).resolve())] for f in ex["file"]]
+                     + [rb_truth[str(Path(f).resolve())] for f in tr["file"]])
+                fold = train_multilabel(X, T, label_source="roles",
+                                        cfg=TrainConfig(min_tag_count=3, n_estimators=300))
+                preds += list(head_columns(fold.bundle, te)["predicted_tags"])
+                files_out += list(te["file"])
+            per, macro, base = role_scores(preds, files_out, rb_truth)
+            print_roles(f"    leave-songs-out (3 folds; trained on {what}):", per, macro, base)
     else:
         print("\n[5] realbench not built: skipped")
     return 0
