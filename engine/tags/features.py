@@ -33,7 +33,7 @@ from ..config import DEFAULT_CACHE_DIR
 from ..errors import AudioError, LoopLabError
 
 #: Bumped whenever a feature's definition changes (part of the cache key).
-TAGS_FEATURE_VERSION = "5"
+TAGS_FEATURE_VERSION = "6"
 
 #: Fewer cache misses than this are computed in-process.
 PARALLEL_MIN_FILES = 24
@@ -132,15 +132,46 @@ def _mel_basis(sr: int, n_fft: int) -> np.ndarray:
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=128).astype(np.float32)
 
 
-def _loop_tempo(y: np.ndarray, sr: int, duration: float, params: FeatureParams) -> float:
-    """Loop tempo: :func:`engine.rhythm.estimate_bpm` (octave chosen by kick
-    contrast), snapped to the nearest whole-beat loop length within 4 %.
+#: Loop lengths (bars of 4/4) whose tempo a loop may have.
+LOOP_BARS = (1, 2, 4, 8, 16)
+#: Backbeat score above which a candidate tempo counts as having its snare on 2 and 4.
+BACKBEAT_MIN = 0.05
 
-    A loop holds a whole number of beats, so when the estimate lies within 4 %
-    of ``60 * beats / duration`` the exact value is taken; the octave always
-    stays the estimator's.
+
+def _backbeat(env: np.ndarray, fps: float, bpm: float, duration: float) -> float | None:
+    """(odd - even) / (odd + even) of the mid-band percussive onset strength on
+    the beats of a grid at ``bpm`` starting at 0 s (a loop starts on its
+    downbeat). Positive when the accents fall on beats 2 and 4 (the backbeat)
+    at this tempo; at double the tempo they fall on the even beats instead."""
+    beat = 60.0 / bpm
+    nb = int(math.floor(duration / beat + 1e-6))
+    if nb < 4:
+        return None
+    idx = np.round(np.arange(nb) * beat * fps).astype(int)
+    idx = idx[idx < env.size]
+    if idx.size < 4:
+        return None
+    v = np.array([env[max(0, i - 1):i + 2].max() for i in idx])
+    odd, even = float(v[1::2].mean()), float(v[0::2].mean())
+    return (odd - even) / (odd + even + 1e-9)
+
+
+def _loop_tempo(y: np.ndarray, sr: int, duration: float, perc_mid_env: np.ndarray, fps: float,
+                params: FeatureParams) -> float:
+    """Loop tempo from the estimator, the loop's length and its backbeat.
+
+    1. :func:`engine.rhythm.estimate_bpm` (octave chosen by kick contrast);
+    2. candidates: the tempi at which the loop is 1, 2, 4, 8 or 16 bars of 4/4
+       (a loop holds whole bars); an estimate within 4 % of one snaps to it;
+    3. octave and 2:3 / 3:4 errors: when the snapped tempo has no backbeat
+       (:func:`_backbeat` < 0) or the estimate matches no candidate, the
+       candidate (same octave family, or any) with the strongest backbeat above
+       :data:`BACKBEAT_MIN` wins; without one the estimate (or the nearest
+       candidate) stays.
+
+    On generated drum loops (74-166 BPM, 2 and 4 bars) the estimator alone gets
+    the tempo class right for 69-74 %, this rule for 97-100 % (README "Tags").
     """
-    from ..contact.tempo import LOOP_BEATS
     from ..errors import AnalysisError
     from ..rhythm import estimate_bpm
 
@@ -150,10 +181,25 @@ def _loop_tempo(y: np.ndarray, sr: int, duration: float, params: FeatureParams) 
         return float("nan")
     if not (math.isfinite(est) and est > 0) or duration <= 0:
         return est
-    cands = np.array([60.0 * b / duration for b in LOOP_BEATS])
-    rel = np.abs(np.log(cands / est))
-    k = int(np.argmin(rel))
-    return float(cands[k]) if rel[k] <= math.log(1.04) else est
+    cands = [240.0 * b / duration for b in LOOP_BARS
+             if params.min_bpm <= 240.0 * b / duration <= params.max_bpm]
+    near = [c for c in cands if abs(math.log(c / est)) <= math.log(1.04)]
+    if near:
+        c0 = near[0]
+        group = [c for c in cands
+                 if abs(abs(math.log2(c / c0)) - round(abs(math.log2(c / c0)))) < 0.01]
+    else:
+        c0, group = None, cands
+    scores = {c: _backbeat(perc_mid_env, fps, c, duration) for c in group}
+    scores = {c: b for c, b in scores.items() if b is not None}
+    best = c0 if c0 is not None else est
+    if c0 is None or (c0 in scores and scores[c0] < 0):
+        pos = [c for c, b in scores.items() if b > BACKBEAT_MIN]
+        if pos:
+            best = max(pos, key=lambda c: scores[c])
+        elif c0 is None and cands:
+            best = min(cands, key=lambda c: abs(math.log(c / est)))
+    return float(best)
 
 
 #: HPSS median kernels on a spectrum pooled 4 bins to 1 (as engine.features):
@@ -235,7 +281,13 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
     n_loop = min(env.size, int(math.ceil(min(duration, params.max_seconds) * fps)) + 1)
     env = env[:n_loop]
     f["onset_strength_mean"], f["onset_strength_std"] = float(env.mean()), float(env.std())
-    tempo = _loop_tempo(y[: int(math.ceil(duration * sr))], sr, duration, params)
+    # --- HPSS once: percussive ratio, band shares, the backbeat envelope ---
+    H, Pc = _hpss(S)
+    mid = (freqs >= 150.0) & (freqs <= 4000.0)
+    perc_mid_env = np.maximum(np.diff(np.log1p(100.0 * Pc[mid]), axis=1, prepend=0.0),
+                              0.0).sum(axis=0)
+    tempo = _loop_tempo(y[: int(math.ceil(duration * sr))], sr, min(duration, params.max_seconds),
+                        perc_mid_env, fps, params)
     f["tempo_est"] = tempo if math.isfinite(tempo) else 120.0
     acf = _norm_acf(env)
     f["pulse_clarity"] = float(np.max(acf[1:120])) if acf.size > 2 else 0.0
@@ -273,8 +325,7 @@ def signal_features(y: np.ndarray, sr: int, duration: float | None = None,
             vals.append(float(acf[lo:hi].max()))
     f["phrase_acf"] = max(vals) if vals else 0.0
 
-    # --- HPSS once: percussive ratio and band shares ---
-    H, Pc = _hpss(S)
+    # --- percussive ratio and band shares ---
     eh, ep = float((H ** 2).sum()), float((Pc ** 2).sum())
     f["percussive_ratio"] = ep / (eh + ep + 1e-8)
     tot = eh + ep + 1e-12
