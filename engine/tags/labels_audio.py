@@ -18,9 +18,10 @@ phrase                  ``phrase_acf`` (onset ACF at 1-2 bars)         phrase_fr
 Fixes: the seed's phrase test took the maximum autocorrelation over lags
 from 1 frame, which is always high, so every loop was ``phrase_regular``;
 here only bar-scale lags count. The seed's tempo came from the onset
-autocorrelation alone (octave errors); here it comes from
-:func:`engine.rhythm.estimate_bpm` (octave by kick contrast) snapped to the
-loop's whole-beat length. The seed's percussive threshold (0.55) sat inside
+autocorrelation alone (octave errors); here
+:func:`engine.rhythm.estimate_bpm` is checked against the loop's whole-bar
+length and its backbeat (:func:`engine.tags.features._loop_tempo`), which
+fixes its octave and 2:3 errors on short loops. The seed's percussive threshold (0.55) sat inside
 the range of drum-only loops (HPSS puts a kick's tonal body in the harmonic
 part: drum-only loops measure 0.45-0.9, pitched-only loops 0.01-0.2), so it is
 0.35 here; the onset counter is more sensitive (see ``ONSET_DELTA``). Labels that come out constant on a
