@@ -21,6 +21,10 @@ COMMANDS = (
     "engine.commands.query",
     "engine.commands.key",
     "engine.commands.dj_export",
+    "engine.commands.train_tags",
+    "engine.commands.train_contact",
+    "engine.commands.classify",
+    "engine.commands.compare_label_sources",
 )
 
 

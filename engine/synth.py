@@ -94,6 +94,10 @@ class GroundTruth:
     mode: str | None
     swing: float
     duration: float
+    #: Parts that sound (subset of :data:`PARTS`), and the sorted times of every
+    #: distinct note/hit onset of every part (within 5 ms counted once).
+    parts: tuple = ()
+    onsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -201,12 +205,88 @@ def _place(buf: np.ndarray, sample: np.ndarray, at: int, gain: float, pan: float
 
 # --------------------------------------------------------------------------- tracks
 
+#: Every part :func:`synth_track` can play. "melody" is a monophonic lead
+#: line, "fx" risers / noise sweeps / pitch zaps, "vocal" formant-synthesised
+#: sung vowels (a glottal pulse train through vowel formant resonators).
+PARTS = ("drums", "bass", "chords", "melody", "fx", "vocal")
+
+#: Formant frequencies (Hz) and bandwidths of five sung vowels (F1-F4).
+_VOWELS = {"a": ((730, 1090, 2440, 3400), (90, 110, 160, 250)),
+           "e": ((530, 1840, 2480, 3500), (70, 100, 160, 250)),
+           "i": ((300, 2290, 3010, 3700), (60, 100, 170, 250)),
+           "o": ((570, 840, 2410, 3300), (80, 90, 160, 250)),
+           "u": ((320, 870, 2240, 3300), (60, 90, 150, 250))}
+
+
+def _lead_note(freq: float, n: int, sr: int, rng) -> np.ndarray:
+    """A bright monophonic synth-lead note (band-limited saw, light vibrato)."""
+    t = np.arange(n) / sr
+    vib = 1.0 + 0.004 * np.sin(2 * np.pi * 5.5 * t + rng.uniform(0, 6.28))
+    phase = 2 * np.pi * np.cumsum(freq * vib) / sr
+    out = np.zeros(n)
+    for h in range(1, 9):
+        if freq * h < sr / 2.2:
+            out += np.sin(h * phase) / h
+    return out * _env(n, sr, 0.6, 0.005) * np.minimum(1.0, (n - np.arange(n)) / (0.01 * sr + 1))
+
+
+def _fx_sound(kind: str, n: int, sr: int, rng) -> np.ndarray:
+    """Riser (noise band sweeping up), downlifter (sweeping down) or a pitch zap."""
+    from scipy.signal import lfilter
+
+    t = np.arange(n) / sr
+    if kind == "zap":
+        f = 2400 * np.exp(-t / 0.08) + 120
+        return np.sin(2 * np.pi * np.cumsum(f) / sr) * _env(n, sr, 0.25, 0.002)
+    noise = rng.standard_normal(n)
+    lo, hi = (300.0, 7000.0) if kind == "riser" else (7000.0, 300.0)
+    centre = lo * (hi / lo) ** (t / max(t[-1], 1e-9))
+    out = np.zeros(n)
+    blk = 512
+    zi = np.zeros(2)
+    for i in range(0, n, blk):                       # time-varying 2-pole resonator
+        fc = float(centre[min(i + blk // 2, n - 1)])
+        r = np.exp(-np.pi * 0.15 * fc / sr)
+        a = [1.0, -2 * r * np.cos(2 * np.pi * fc / sr), r * r]
+        out[i:i + blk], zi = lfilter([1 - r], a, noise[i:i + blk], zi=zi)
+    amp = t / max(t[-1], 1e-9) if kind == "riser" else 1.0 - t / max(t[-1], 1e-9)
+    return out * (0.2 + 0.8 * amp) / (np.max(np.abs(out)) + 1e-9)
+
+
+def _vowel(freq: float, vowel: str, n: int, sr: int, rng) -> np.ndarray:
+    """One sung syllable: glottal pulses at ``freq`` with vibrato and jitter
+    through four formant resonators, a breathy onset and a soft release."""
+    from scipy.signal import lfilter
+
+    t = np.arange(n) / sr
+    vib = 1.0 + 0.03 * np.sin(2 * np.pi * rng.uniform(4.8, 6.2) * t) * np.minimum(1, t / 0.15)
+    f0 = freq * vib * (1 + 0.003 * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(n) + 1))
+    phase = np.cumsum(f0) / sr
+    frac = phase - np.floor(phase)
+    src = np.where(frac < 0.6, np.sin(np.pi * frac / 0.6) ** 2, 0.0)   # Rosenberg-like pulse
+    src = np.diff(src, prepend=0.0)
+    src += 0.02 * rng.standard_normal(n)                                 # breath
+    freqs, bws = _VOWELS[vowel]
+    out = np.zeros(n)
+    for fc, bw in zip(freqs, bws):
+        r = np.exp(-np.pi * bw / sr)
+        a = [1.0, -2 * r * np.cos(2 * np.pi * fc / sr), r * r]
+        out += lfilter([1 - r], a, src) * (1.0 if fc < 1000 else 0.6)
+    cons = int(0.03 * sr)                                                # consonant-ish burst
+    if n > cons:
+        burst = np.diff(rng.standard_normal(cons), prepend=0.0) * np.linspace(1, 0, cons)
+        out[:cons] += burst * 0.3 * np.max(np.abs(out[:cons * 3])) if n > cons * 3 else 0
+    shape = np.minimum(1.0, t / 0.04) * np.minimum(1.0, (n - np.arange(n)) / (0.06 * sr + 1))
+    return out * shape / (np.max(np.abs(out)) + 1e-9)
+
+
 def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 section_bars: int = 8, patterns=None, swing: float = 0.0,
                 key="A minor", timbre: str = "pad", instruments=("drums", "bass", "chords"),
                 lead_in_beats: int = 1, lead_in_silence: float = 0.25,
                 tail_seconds: float = 1.0, sr: int = 44100, stereo: bool = True,
-                seed: int = 0, level_db: float = -6.0) -> SynthTrack:
+                seed: int = 0, level_db: float = -6.0, return_stems: bool = False
+                ) -> SynthTrack:
     """Generate a multi-section track and its ground truth.
 
     Parameters
@@ -231,7 +311,9 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     timbre : {"pad", "pluck", "organ"}
         Chord instrument.
     instruments : tuple of str
-        Any of "drums", "bass", "chords".
+        Any of :data:`PARTS`: "drums", "bass", "chords", "melody" (a lead
+        line), "fx" (a riser, downlifter or zaps), "vocal" (formant-synthesised
+        sung vowels). Tonal parts need ``key``.
     lead_in_beats : int
         Pickup beats (hats only) before the first downbeat.
     lead_in_silence : float
@@ -246,6 +328,9 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         Random seed for noise and humanised velocities.
     level_db : float
         Peak level of the mix in dBFS.
+    return_stems : bool
+        Also return each part's mono signal (same gain as the mix) in
+        ``meta["stems"]``.
 
     Returns
     -------
@@ -262,7 +347,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     total_beats = lead_in_beats + n_bars * beats_per_bar
     duration = lead_in_silence + total_beats * beat_sec + tail_seconds
     n = int(np.ceil(duration * sr))
-    buf = np.zeros((n, 2), np.float64)
+    stems = {p: np.zeros((n, 2), np.float64) for p in PARTS}
+    onsets: list = []
 
     if patterns is None:
         patterns = (("four_on_floor", "breakbeat", "four_on_floor", "halftime")
@@ -291,28 +377,36 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         for b in range(lead_in_beats):
             for s in (0, 2):
                 tt = lead_in_silence + b * beat_sec + s * step_sec + (swing * step_sec if s else 0)
-                _place(buf, hat, at(tt), 0.6, 0.3)
+                _place(stems["drums"], hat, at(tt), 0.6, 0.3)
+                onsets.append(tt)
 
+    prng = np.random.default_rng([seed, 7])      # own stream: older parts stay bit-identical
+    lead_rhythm = _LEAD_RHYTHMS[int(prng.integers(0, len(_LEAD_RHYTHMS)))]
+    lead_steps = steps_per_bar
+    voc_phase = 0
     for bar in range(n_bars):
         sec = bar // section_bars
         pat = DRUM_PATTERNS[section_patterns[sec]]
         if "drums" in instruments:
+            onsets.extend(step_time(bar, s) for s in set(pat["kick"]) | set(pat["snare"])
+                          | set(pat["hat"]) | set(pat["ohat"]) if s < steps_per_bar)
             if bar % section_bars == 0:
-                _place(buf, crash, at(step_time(bar, 0)), 0.8, -0.2)
+                _place(stems["drums"], crash, at(step_time(bar, 0)), 0.8, -0.2)
+                onsets.append(step_time(bar, 0))
             for s in pat["kick"]:
                 if s < steps_per_bar:
                     g = 1.0 if s in pat["accent"] else 0.82
-                    _place(buf, kick, at(step_time(bar, s)), g * rng.uniform(0.95, 1.0))
+                    _place(stems["drums"], kick, at(step_time(bar, s)), g * rng.uniform(0.95, 1.0))
             for s in pat["snare"]:
                 if s < steps_per_bar:
-                    _place(buf, snare, at(step_time(bar, s)), 0.75 * rng.uniform(0.93, 1.0), 0.05)
+                    _place(stems["drums"], snare, at(step_time(bar, s)), 0.75 * rng.uniform(0.93, 1.0), 0.05)
             for s in pat["hat"]:
                 if s < steps_per_bar:
                     g = 0.7 if s % 4 == 0 else 0.5
-                    _place(buf, hat, at(step_time(bar, s)), g * rng.uniform(0.85, 1.0), 0.35)
+                    _place(stems["drums"], hat, at(step_time(bar, s)), g * rng.uniform(0.85, 1.0), 0.35)
             for s in pat["ohat"]:
                 if s < steps_per_bar:
-                    _place(buf, ohat, at(step_time(bar, s)), 0.45, -0.35)
+                    _place(stems["drums"], ohat, at(step_time(bar, s)), 0.45, -0.35)
         if tonal is not None:
             tonic, mode = tonal
             prog = PROGRESSIONS[mode][sec % len(PROGRESSIONS[mode])]
@@ -328,7 +422,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 base = 60 + tonic - (12 if tonic > 6 else 0)
                 freqs = [_midi_hz(base + iv) for iv in triad]
                 chord = _tone(freqs, bar_len, sr, timbre) * 0.11
-                _place(buf, chord.astype(np.float32), bar_start, 1.0, 0.0)
+                _place(stems["chords"], chord.astype(np.float32), bar_start, 1.0, 0.0)
+                onsets.append(bar_start / sr)
             if "bass" in instruments:
                 bass_midi = 36 + root_pc - (12 if root_pc > 7 else 0)
                 note_steps = (0, 6, 10) if beats_per_bar == 4 else (0, 6)
@@ -339,11 +434,25 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                     m = bass_midi + (12 if k == 2 else 0)
                     note = _tone([_midi_hz(m)], max(end - start, 1), sr, "pad")
                     note *= _env(note.size, sr, 0.5, 0.004)
-                    _place(buf, (note * (0.5 if k == 0 else 0.4)).astype(np.float32), start, 1.0)
+                    _place(stems["bass"], (note * (0.5 if k == 0 else 0.4)).astype(np.float32),
+                           start, 1.0)
+                    onsets.append(start / sr)
+            if "melody" in instruments:
+                _melody_bar(stems["melody"], onsets, prng, bar, lead_rhythm, lead_steps,
+                            step_time, at, bar_start + bar_len, tonic, scale, triad, sr)
+            if "vocal" in instruments and bar % 2 == voc_phase:
+                _vocal_bar(stems["vocal"], onsets, prng, bar, step_time, at, steps_per_bar,
+                           tonic, scale, triad, sr, 2 * bar_len)
 
+    if "fx" in instruments:
+        _fx_part(stems["fx"], onsets, prng, t0, n_bars * beats_per_bar * beat_sec, sr,
+                 beats_per_bar * beat_sec)
+
+    buf = sum(stems.values())
     buf += rng.standard_normal(buf.shape) * 1e-5          # noise floor: never digital silence
     peak = np.max(np.abs(buf)) + 1e-12
-    buf *= (10 ** (level_db / 20)) / peak
+    gain = (10 ** (level_db / 20)) / peak
+    buf *= gain
     audio = buf.astype(np.float32) if stereo else buf.mean(axis=1, keepdims=True).astype(np.float32)
 
     beats = lead_in_silence + np.arange(total_beats) * beat_sec
@@ -354,9 +463,81 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                         section_patterns=section_patterns,
                         key=key_name(*tonal) if tonal else None,
                         tonic=tonal[0] if tonal else None, mode=tonal[1] if tonal else None,
-                        swing=float(swing), duration=n / sr)
-    return SynthTrack(audio=audio, sr=sr, truth=truth,
-                      meta={"timbre": timbre, "instruments": tuple(instruments), "seed": seed})
+                        swing=float(swing), duration=n / sr,
+                        parts=tuple(p for p in PARTS if p in instruments
+                                    and (p in ("drums", "fx") or tonal is not None)),
+                        onsets=_distinct([t for t in onsets if t < n / sr]))
+    meta = {"timbre": timbre, "instruments": tuple(instruments), "seed": seed}
+    if return_stems:
+        meta["stems"] = {p: (stems[p].mean(axis=1) * gain).astype(np.float32)
+                         for p in truth.parts}
+    return SynthTrack(audio=audio, sr=sr, truth=truth, meta=meta)
+
+
+def _distinct(times, tol: float = 0.005) -> np.ndarray:
+    t = np.sort(np.asarray(times, float))
+    if t.size == 0:
+        return t
+    keep = np.concatenate([[True], np.diff(t) > tol])
+    return t[keep]
+
+
+#: Lead-line rhythms (16th steps of a 4/4 bar where a note starts).
+_LEAD_RHYTHMS = ((0, 3, 6, 8, 10, 12, 14), (0, 2, 4, 6, 8, 11, 14), (0, 4, 6, 10, 12),
+                 (0, 1, 2, 4, 7, 8, 10, 12, 13, 14), (2, 6, 8, 12, 14))
+
+
+def _melody_bar(buf, onsets, rng, bar, rhythm, steps_per_bar, step_time, at, bar_end,
+                tonic, scale, triad, sr):
+    """One bar of a monophonic lead (scale notes, chord tones on strong steps)."""
+    steps = [s for s in rhythm if s < steps_per_bar]
+    for k, s in enumerate(steps):
+        start = at(step_time(bar, s))
+        end = at(step_time(bar, steps[k + 1])) if k + 1 < len(steps) else bar_end
+        if s % 4 == 0:
+            iv = triad[int(rng.integers(0, 3))]
+        else:
+            iv = scale[int(rng.integers(0, 7))]
+        m = 72 + tonic - (12 if tonic > 6 else 0) + iv
+        note = _lead_note(_midi_hz(m), max(end - start, 32), sr, rng)
+        _place(buf, (note * 0.16).astype(np.float32), start, 1.0, 0.15)
+        onsets.append(start / sr)
+
+
+def _vocal_bar(buf, onsets, rng, bar, step_time, at, steps_per_bar, tonic, scale, triad, sr,
+               phrase_len):
+    """A two-bar sung phrase starting at ``bar``: 3-6 syllables on chord tones."""
+    n_syl = int(rng.integers(3, 7))
+    cands = sorted(rng.choice(np.arange(0, 2 * steps_per_bar, 2), n_syl, replace=False))
+    bar_start = at(step_time(bar, 0))
+    for k, s in enumerate(cands):
+        start = at(step_time(bar + s // steps_per_bar, s % steps_per_bar))
+        nxt = (at(step_time(bar + cands[k + 1] // steps_per_bar, cands[k + 1] % steps_per_bar))
+               if k + 1 < len(cands) else bar_start + phrase_len)
+        length = max(int(0.85 * (nxt - start)), int(0.08 * sr))
+        iv = triad[int(rng.integers(0, 3))] if k % 2 == 0 else scale[int(rng.integers(0, 7))]
+        m = 57 + tonic - (12 if tonic > 6 else 0) + iv
+        v = "aeiou"[int(rng.integers(0, 5))]
+        _place(buf, (_vowel(_midi_hz(m), v, length, sr, rng) * 0.32).astype(np.float32),
+               start, 1.0, -0.1)
+        onsets.append(start / sr)
+
+
+def _fx_part(buf, onsets, rng, t0, span, sr, bar_sec):
+    """A riser or downlifter across the span, or pitch zaps every bar."""
+    kind = ("riser", "downlifter", "zap")[int(rng.integers(0, 3))]
+    if kind == "zap":
+        t = t0 + bar_sec * 0.75
+        while t < t0 + span:
+            z = _fx_sound("zap", int(0.3 * sr), sr, rng)
+            _place(buf, (z * 0.18).astype(np.float32), int(round(t * sr)), 1.0, 0.4)
+            onsets.append(t)
+            t += bar_sec
+    else:
+        n = int(span * sr)
+        _place(buf, (_fx_sound(kind, n, sr, rng) * 0.25).astype(np.float32),
+               int(round(t0 * sr)), 1.0, -0.3)
+        onsets.append(t0)
 
 
 def synth_loop(pattern: str = "four_on_floor", bpm: float = 124.0, *, bars: int = 2,
