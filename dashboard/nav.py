@@ -37,7 +37,12 @@ LOOPS = [
 ]
 
 #: Exploring a library of loops (issue 13 adds: tags, contact_map, library_map, neighbors).
-EXPLORE: list[PageSpec] = []
+EXPLORE: list[PageSpec] = [
+    PageSpec("neighbors", "Neighbours", ":material/hub:"),
+    PageSpec("contact_map", "Contact map", ":material/grid_on:"),
+    PageSpec("tags", "Tags", ":material/sell:"),
+    PageSpec("library_map", "Library map", ":material/scatter_plot:"),
+]
 
 SECTIONS = {"Loops": LOOPS, "Explore": EXPLORE}
 

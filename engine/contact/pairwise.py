@@ -129,6 +129,12 @@ class DTWResult:
                          dict(self.params), self.seconds, self.from_cache)
 
 
+#: How many times :func:`pairwise_dtw` ran DTW (``computed``) or read it from the
+#: disk cache (``cached``) in this process: the dashboard shows them and tests
+#: assert that moving a sharpening control runs no DTW.
+DTW_COUNTERS = {"computed": 0, "cached": 0}
+
+
 def _dtw_cache_key(hashes, seq_params: dict, dtw_params: dict, extra: dict) -> str:
     from ..cache import make_key
 
@@ -193,6 +199,7 @@ def pairwise_dtw(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
                         stretch=hit["stretch"], mode=mode, params=pdict,
                         seconds=float(hit.get("seconds", 0.0)), from_cache=True)
         progress(res.n_pairs, res.n_pairs, "DTW (cached)")
+        DTW_COUNTERS["cached"] += 1
         return res.permuted(canon, seqset.files)
     t0 = time.perf_counter()
     seqs = [seqset.sequences[k] for k in canon]
@@ -208,6 +215,7 @@ def pairwise_dtw(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
     raw = dtw_pairs(packed, pairs, band_rad=params.band_rad,
                     progress=lambda d, t, m: progress(d, t, "DTW"))
     seconds = time.perf_counter() - t0
+    DTW_COUNTERS["computed"] += 1
     res = DTWResult(files=[seqset.files[k] for k in canon],
                     hashes=[seqset.hashes[k] for k in canon], lengths=packed.lengths.copy(),
                     pa=raw.pa.copy(), pb=raw.pb.copy(), distance=raw.distance,
