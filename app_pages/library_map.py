@@ -46,9 +46,11 @@ if colour == "Tag" and (tags_df is None or tags_df.empty):
                "Showing pseudo-labels.")
     colour = "Pseudo-label"
 
+# SVG points up to 500 loops (clickable, crisp); WebGL above (stays fast with thousands)
+Scatter = go.Scatter if lib.n <= 500 else go.Scattergl
 fig = go.Figure()
 if colour == "BPM":
-    fig.add_trace(go.Scattergl(x=pts["x"], y=pts["y"], mode="markers", customdata=pts.index,
+    fig.add_trace(Scatter(x=pts["x"], y=pts["y"], mode="markers", customdata=pts.index,
                                text=pts["loop"], marker=dict(size=11, color=pts["bpm"],
                                                              colorscale="Viridis",
                                                              colorbar=dict(title="BPM")),
@@ -63,7 +65,7 @@ else:
         group = "bin " + pts["contact_bin"].astype(str)
     for g in sorted(group.unique()):
         sel = group == g
-        fig.add_trace(go.Scattergl(x=pts.loc[sel, "x"], y=pts.loc[sel, "y"], mode="markers",
+        fig.add_trace(Scatter(x=pts.loc[sel, "x"], y=pts.loc[sel, "y"], mode="markers",
                                    customdata=pts.index[sel], text=pts.loc[sel, "loop"],
                                    marker=dict(size=11), name=str(g),
                                    hovertemplate="%{text}<extra>" + str(g) + "</extra>"))
