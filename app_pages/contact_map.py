@@ -56,6 +56,11 @@ for w in cmap.warnings:
     st.warning(w)
 
 
+#: dark (unrelated) to bright (same groove); explicit so the app theme cannot swap it
+HEAT_COLOURS = [[0.0, "#0b1020"], [0.2, "#2a1b4d"], [0.45, "#7b2d7a"], [0.7, "#e0605a"],
+                [1.0, "#fde68a"]]
+
+
 def heat(view, title, key):
     n = view.values.shape[0]
     if view.binned:
@@ -64,7 +69,7 @@ def heat(view, title, key):
         text = [label_of.get(lib.files[int(m[0])], "")[:50] for m in view.members]
     hover = np.array([[f"{text[i]}<br>× {text[j]}" for j in range(n)] for i in range(n)]) \
         if n <= 300 else None
-    fig = go.Figure(go.Heatmap(z=view.values, zmin=0, zmax=1, colorscale="Magma",
+    fig = go.Figure(go.Heatmap(z=view.values, zmin=0, zmax=1, colorscale=HEAT_COLOURS,
                                customdata=hover, hovertemplate="%{customdata}<br>"
                                "similarity %{z:.2f}<extra></extra>" if hover is not None
                                else "similarity %{z:.2f}<extra></extra>",
@@ -135,6 +140,7 @@ ev = np.asarray(cmap.eigenvalues)
 st.caption("Eigenvalues of the normalised Laplacian: " + ", ".join(f"{v:.3f}" for v in ev[:6])
            + f" · components before bridging: {cmap.n_components}, bridges added: "
            f"{cmap.bridges_added}")
+labels = labels.sort_values("fiedler_value", kind="stable")
 st.dataframe(labels.drop(columns=["file"]), hide_index=True, width="stretch",
              column_config={"fiedler_value": st.column_config.NumberColumn(format="%.4f")})
 

@@ -51,7 +51,7 @@ Scatter = go.Scatter if lib.n <= 500 else go.Scattergl
 fig = go.Figure()
 if colour == "BPM":
     fig.add_trace(Scatter(x=pts["x"], y=pts["y"], mode="markers", customdata=pts.index,
-                               text=pts["loop"], marker=dict(size=11, color=pts["bpm"],
+                               text=pts["loop"], marker=dict(size=13, color=pts["bpm"],
                                                              colorscale="Viridis",
                                                              colorbar=dict(title="BPM")),
                                hovertemplate="%{text}<br>%{marker.color:.1f} BPM<extra></extra>",
@@ -67,8 +67,13 @@ else:
         sel = group == g
         fig.add_trace(Scatter(x=pts.loc[sel, "x"], y=pts.loc[sel, "y"], mode="markers",
                                    customdata=pts.index[sel], text=pts.loc[sel, "loop"],
-                                   marker=dict(size=11), name=str(g),
+                                   marker=dict(size=13), name=str(g),
                                    hovertemplate="%{text}<extra>" + str(g) + "</extra>"))
+fig.update_traces(unselected=dict(marker=dict(opacity=0.6)),
+                  selected=dict(marker=dict(size=18)))
+if lib.n <= 30:   # few loops: name them on the map
+    fig.update_traces(mode="markers+text", textposition="top center",
+                      textfont=dict(size=10, color="#bbb"))
 fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select",
                   xaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 1"),
                   yaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 2"),

@@ -55,11 +55,11 @@ view = nb.assign(
         lambda v: "" if v != v or v is None else f"{v:+.1f} %"),
 )
 cols = {"neighbor_rank": "#", "loop": "Loop", "similarity": "Similarity",
+        "neighbor_bpm_est": "Its BPM", "neighbor_target_bpm": "Play it at BPM",
+        "pitch_fader": "Pitch fader", "cdj_pitch_range": "CDJ range",
+        "key_relation": "Key", "neighbor_camelot": "Camelot",
         "rhythm": "Rhythm", "timbre": "Timbre", "harmony": "Harmony", "tempo": "Tempo",
-        "query_bpm_est": "Query BPM", "neighbor_bpm_est": "Its BPM",
-        "neighbor_target_bpm": "Play it at BPM", "pitch_fader": "Pitch fader",
-        "cdj_pitch_range": "CDJ range", "stretch": "DTW stretch",
-        "key_relation": "Key", "neighbor_camelot": "Camelot"}
+        "stretch": "DTW stretch", "query_bpm_est": "Query BPM"}
 shown = view[list(cols)].rename(columns=cols)
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "Similarity": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f"),

@@ -75,6 +75,9 @@ if res is not None:
     m3.metric("Majority baseline F1", f"{rep['majority_baseline']['test_macro_f1']:.2f}",
               help="Always answering each tag's most common value.")
     m4.metric("Loops train / val / test", f"{rep['n_train']} / {rep['n_val']} / {rep['n_test']}")
+    if rep["n_test"] < 20:
+        st.warning(f"Only {rep['n_test']} loops were held out for testing: these F1 scores "
+                   "are a rough guide. Train on more loops for numbers you can trust.")
     fig = go.Figure()
     fig.add_trace(go.Bar(x=lm["tag"], y=lm["f1_calibrated"], name="held-out F1",
                          marker_color="#2ec4b6"))
@@ -83,8 +86,8 @@ if res is not None:
     fig.add_trace(go.Bar(x=lm["tag"], y=lm["majority_baseline"], name="majority baseline F1",
                          marker_color="#888"))
     fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=30, b=10),
-                      yaxis=dict(range=[0, 1.05]), title="Per tag: held-out F1 and prevalence",
-                      legend=dict(orientation="h", y=1.1))
+                      yaxis=dict(range=[0, 1.05]), legend=dict(orientation="h", y=1.12))
+    st.markdown("**Per tag: held-out F1, prevalence and the majority baseline**")
     st.plotly_chart(fig, key="tg_f1")
     thr = pd.DataFrame({"tag": list(rep["thresholds"]),
                         "threshold": list(rep["thresholds"].values())})

@@ -18,6 +18,21 @@ bars each, tempos 90-150 BPM, every key; built once into
   press that moves the slider until the table shows K+1 loops; server-side, the
   AppTest rerun time.
 
+Part 2 (``--part2``; ``--loops 200 --scale-loops 2000``), generated loops
+(bench_contact's generator: 8-16 s, six drum patterns, half with bass and
+chords) in /tmp/looplab-bench-dashboard-loops:
+
+* **control to heatmap** with 200 loops (target < 1 s): the contact page's script
+  rerun after a sharpening control moves (AppTest: engine re-sharpening +
+  Fiedler order + both heatmaps + tables), the engine's re-sharpening alone, and
+  in Chromium from the key press on the self_tune_k slider until the heatmap's
+  data changed; baseline: re-running the DTW (what a page without the engine's
+  cached distances would do on every move).
+* **first render of the contact page with 2,000 loops** (scale mode: shortlist
+  DTW, block-averaged heatmap): the one-off analysis and DTW (cold), then a
+  fresh process opening the same library from the engine's disk cache, and the
+  page script with the library in memory.
+
 Baselines in the same run: each page's render with an *empty* workspace (the
 frame's own cost), and for the slider, re-analysing the track from its audio
 (what a dashboard without a cached analysis would do on every change).
@@ -238,8 +253,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracks", type=int, default=50)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--part2", action="store_true", help="only the part-2 (contact map) figures")
+    ap.add_argument("--loops", type=int, default=200)
+    ap.add_argument("--scale-loops", type=int, default=2000)
     args = ap.parse_args()
     logging.getLogger("streamlit").setLevel(logging.ERROR)
+    if args.part2:
+        part2(args.loops, args.scale_loops, not args.no_browser and Path(CHROMIUM).exists())
+        return
     root = build_workspace(args.tracks)
     empty = Path(tempfile.mkdtemp(prefix="looplab-bench-empty-"))
     use_browser = not args.no_browser and Path(CHROMIUM).exists()
@@ -315,6 +336,180 @@ def browser_times_empty(root: Path) -> dict:
     finally:
         server.stop()
     return out
+
+
+# --------------------------------------------------------------------------- part 2
+LOOPS_DIR = Path(tempfile.gettempdir()) / "looplab-bench-dashboard-loops"
+PART2_WS = Path(tempfile.gettempdir()) / "looplab-bench-dashboard-ws2"
+
+
+def _contact_apptest(folder: Path, build: bool):
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LOOPLAB_WORKSPACE"] = str(PART2_WS)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600).run()
+    at.switch_page("app_pages/contact_map.py").run()
+    at.session_state["explore_source"] = "A folder on disk"
+    at.session_state["explore_folder"] = str(folder)
+    t0 = time.perf_counter()
+    at.run()
+    if build and any(b.key == "cm_build" for b in at.button):
+        at.button(key="cm_build").click().run()
+    secs = time.perf_counter() - t0
+    assert not at.exception, at.exception
+    return at, secs
+
+
+def control_latency(folder: Path, n: int, use_browser: bool) -> None:
+    from engine import explore
+    from engine.contact import DTWParams, SharpenParams, pairwise_dtw
+    from engine.contact.pairwise import DTW_COUNTERS
+
+    print(f"\ncontrol -> heatmap, {n} loops (target < 1 s)")
+    t0 = time.perf_counter()
+    at, _ = _contact_apptest(folder, build=True)
+    print(f"library build (analysis + DTW, engine disk cache may hold parts): "
+          f"{time.perf_counter() - t0:.1f} s")
+    from dashboard import library_state as ls
+
+    lib = next(iter(ls._store().values()))
+    dtw0 = dict(DTW_COUNTERS)
+    reruns = []
+    for k in (5, 9, 4, 12, 6, 8):
+        t0 = time.perf_counter()
+        at.slider(key="cm_k").set_value(k).run()
+        reruns.append(time.perf_counter() - t0)
+    for mode in ("sinkhorn", "none", "self_tuned_knn"):
+        t0 = time.perf_counter()
+        at.selectbox(key="cm_mode").set_value(mode).run()
+        reruns.append(time.perf_counter() - t0)
+    assert DTW_COUNTERS == dtw0, "a control move ran DTW"
+    eng = []
+    for k in (3, 5, 7, 9, 11, 13):
+        t0 = time.perf_counter()
+        explore.heatmap_view(explore.sharpen(lib, SharpenParams(self_tune_k=k)))
+        eng.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    pairwise_dtw(lib.lset.seqset, DTWParams(), use_cache=False)
+    dtw_s = time.perf_counter() - t0
+    med = statistics.median(reruns)
+    print(f"page script rerun after a control move (AppTest, 9 moves): median {med:.3f} s, "
+          f"worst {max(reruns):.3f} s; DTW runs during the moves: 0")
+    print(f"engine re-sharpen + heatmap view: median {statistics.median(eng) * 1000:.0f} ms")
+    print(f"baseline, re-running the DTW instead: {dtw_s:.2f} s "
+          f"({dtw_s / med:.0f}x the page rerun)")
+    if use_browser:
+        lat = browser_control_latency(folder)
+        print(f"browser (Chromium), key press on self_tune_k -> heatmap data changed: "
+              f"median {statistics.median(lat):.3f} s, worst {max(lat):.3f} s ({len(lat)} moves)")
+
+
+def browser_control_latency(folder: Path) -> list:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(PART2_WS)
+    idle = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    out = []
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(1_800_000)
+            page.goto(f"{server.url}/contact_map")
+            page.wait_for_selector(idle)
+            page.get_by_test_id("stMainBlockContainer").get_by_text(
+                "A folder on disk", exact=True).click()
+            page.wait_for_timeout(300)
+            page.wait_for_selector(idle)
+            box = page.get_by_placeholder("/path/to/loops")
+            box.fill(str(folder))
+            box.press("Enter")
+            page.wait_for_timeout(300)
+            page.wait_for_selector(idle)
+            page.get_by_role("button", name="Build the contact map", exact=False).click()
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2")
+            page.wait_for_selector(idle)
+            slider = page.get_by_test_id("stSlider").filter(has_text="self_tune_k") \
+                .get_by_role("slider")
+            js = "() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1].data[0].z)"
+            for key in ("ArrowRight",) * 4 + ("ArrowLeft",) * 4:
+                before = page.evaluate(js)
+                slider.focus()
+                t0 = time.perf_counter()
+                slider.press(key)
+                page.wait_for_function(
+                    "(z) => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[1]"
+                    ".data[0].z) !== z", arg=before)
+                out.append(time.perf_counter() - t0)
+                page.wait_for_selector(idle)
+            b.close()
+    finally:
+        server.stop()
+    return out
+
+
+def scale_render(folder: Path, n: int) -> None:
+    from engine import explore
+
+    print(f"\nfirst render of the contact page, {n} loops (scale mode)")
+    t0 = time.perf_counter()
+    at, secs = _contact_apptest(folder, build=True)
+    from dashboard import library_state as ls
+
+    lib = ls.cached_library([str(f) for f in sorted(Path(folder).glob("*.wav"))]) \
+        or next(reversed(ls._store().values()))
+    print(f"one-off analysis + {lib.dtw.mode} DTW ({lib.dtw.n_pairs:,} pairs) + page: {secs:.1f} s "
+          f"(analysis {lib.seconds['analysis']:.1f} s, DTW {lib.seconds['dtw']:.1f} s, "
+          f"aspects {lib.seconds['aspects']:.1f} s)")
+    files = list(lib.files)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r); t = time.perf_counter(); "
+        "from engine import explore; import json; "
+        "lib = explore.build_library(json.load(open(%r)), cache_dir=%r); "
+        "print(round(time.perf_counter() - t, 2))")
+        % (str(ROOT), _dump(files), str(PART2_WS / "cache"))], capture_output=True, text=True)
+    print(f"a fresh server process opening it from the engine's disk cache: "
+          f"{out.stdout.strip() or out.stderr[-300:]} s")
+    times = []
+    for _ in range(3):
+        _, s2 = _contact_apptest(folder, build=False)
+        times.append(s2)
+    hv = explore.heatmap_view(explore.sharpen(lib))
+    print(f"page script with the library in memory (first sharpen, {hv.values.shape[0]}x"
+          f"{hv.values.shape[0]} block-averaged heatmap): median {statistics.median(times):.2f} s")
+
+
+def _dump(files) -> str:
+    import json
+
+    p = Path(tempfile.gettempdir()) / "looplab-bench-dashboard-files.json"
+    p.write_text(json.dumps(files))
+    return str(p)
+
+
+def part2(n: int, n_scale: int, use_browser: bool) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_contact import make_loops
+
+    PART2_WS.mkdir(parents=True, exist_ok=True)
+    rows = make_loops(LOOPS_DIR / "all", max(n, n_scale))
+    small = LOOPS_DIR / f"first{n}"
+    small.mkdir(parents=True, exist_ok=True)
+    for r in rows[:n]:
+        dst = small / Path(r["file"]).name
+        if not dst.exists():
+            os.symlink(r["file"], dst)
+    print(f"machine: {os.cpu_count()} cores")
+    control_latency(small, n, use_browser)
+    if n_scale:
+        big = LOOPS_DIR / f"first{n_scale}"
+        big.mkdir(parents=True, exist_ok=True)
+        for r in rows[:n_scale]:
+            dst = big / Path(r["file"]).name
+            if not dst.exists():
+                os.symlink(r["file"], dst)
+        scale_render(big, n_scale)
 
 
 if __name__ == "__main__":

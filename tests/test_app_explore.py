@@ -128,3 +128,19 @@ def test_tags_train_predict_and_filter(ws, loops_dir):
     at.multiselect(key="tg_filter").set_value([first]).run()
     shown = at.dataframe[-1].value
     assert 0 < len(shown) <= 12 and all(first in s.split(",") for s in shown["tags"])
+
+
+def test_contact_map_of_the_workspace_loops(tmp_path, monkeypatch, populated_workspace):
+    """The default source: each analysed track's top loops, labelled by track and rank."""
+    import shutil
+
+    root = tmp_path / "full"
+    shutil.copytree(populated_workspace, root)
+    monkeypatch.setenv("LOOPLAB_WORKSPACE", str(root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240).run()
+    at.switch_page(nav.path("contact_map")).run()
+    assert not at.exception
+    _build(at, "cm_build")
+    labels = at.dataframe[0].value
+    assert len(labels) >= 3
+    assert all(s.startswith("short 124bpm.wav · loop ") for s in labels["loop"])
