@@ -69,11 +69,13 @@ else:
                                    customdata=pts.index[sel], text=pts.loc[sel, "loop"],
                                    marker=dict(size=13), name=str(g),
                                    hovertemplate="%{text}<extra>" + str(g) + "</extra>"))
-fig.update_traces(unselected=dict(marker=dict(opacity=0.6)),
+fig.update_traces(unselected=dict(marker=dict(opacity=0.6), textfont=dict(color="#999")),
                   selected=dict(marker=dict(size=18)))
 if lib.n <= 30:   # few loops: name them on the map
     fig.update_traces(mode="markers+text", textposition="top center",
                       textfont=dict(size=10, color="#bbb"))
+fig.update_layout(colorway=["#2ec4b6", "#ff8a3d", "#a06cd5", "#f6d743", "#e63946", "#4ea8de",
+                            "#8ac926", "#ff70a6"])
 fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select",
                   xaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 1"),
                   yaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 2"),
