@@ -67,17 +67,25 @@ def heat(view, title, key):
         text = [f"block of {len(m)} loops" for m in view.members]
     else:
         text = [label_of.get(lib.files[int(m[0])], "")[:50] for m in view.members]
-    hover = np.array([[f"{text[i]}<br>× {text[j]}" for j in range(n)] for i in range(n)]) \
-        if n <= 300 else None
     fig = go.Figure(go.Heatmap(z=view.values, zmin=0, zmax=1, colorscale=HEAT_COLOURS,
-                               customdata=hover, hovertemplate="%{customdata}<br>"
-                               "similarity %{z:.2f}<extra></extra>" if hover is not None
-                               else "similarity %{z:.2f}<extra></extra>",
-                               colorbar=dict(thickness=10)))
+                               hoverinfo="skip", colorbar=dict(thickness=10)))
+    # a transparent point on every cell: Plotly selects points, not heatmap cells, so
+    # these make a click select the cell (WebGL above 60 cells per side)
+    ii, jj = np.divmod(np.arange(n * n), n)
+    cells = go.Scatter if n <= 60 else go.Scattergl
+    fig.add_trace(cells(x=jj, y=ii, mode="markers", showlegend=False,
+                        marker=dict(symbol="square", size=max(3.0, 380.0 / n), opacity=0.01,
+                                    color="white"),
+                        customdata=np.round(view.values.ravel(), 3),
+                        text=[f"{text[i]}<br>× {text[j]}" for i, j in zip(ii, jj)]
+                        if n <= 100 else None,
+                        hovertemplate=("%{text}" if n <= 100 else "cell %{y} × %{x}")
+                        + "<br>similarity %{customdata:.2f}<extra></extra>"))
     fig.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(showticklabels=False, title="loops in Fiedler order"),
+                      xaxis=dict(showticklabels=False, title="loops in Fiedler order",
+                                 range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
                       yaxis=dict(showticklabels=False, autorange="reversed",
-                                 scaleanchor="x"),
+                                 scaleanchor="x", showgrid=False, zeroline=False),
                       clickmode="event+select")
     return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
 
@@ -100,8 +108,8 @@ def clicked(ev):
     except (KeyError, TypeError):
         pts = []
     for p in pts or []:
-        if p.get("x") is not None and p.get("y") is not None:
-            return int(p["y"]), int(p["x"])
+        if p.get("curve_number", 1) == 1 and p.get("x") is not None and p.get("y") is not None:
+            return int(round(p["y"])), int(round(p["x"]))
     return None
 
 

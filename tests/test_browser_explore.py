@@ -58,6 +58,15 @@ def test_contact_map_sharpening_without_dtw_rerun(server, browser):
     after = _counters(page)
     assert after["dtw"] == before["dtw"] and after["cached"] == before["cached"]
     assert after["sharpen"] > before["sharpen"]
+    # click a cell of the sharpened heatmap: the pair under it plays
+    pair = page.get_by_text(re.compile(r"^Row .* × column "))
+    pair_before = pair.inner_text()
+    src_before = page.locator("audio").nth(1).get_attribute("src")
+    box = page.locator(".js-plotly-plot").nth(1).locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.92, box["y"] + box["height"] * 0.08)
+    _idle(page)
+    expect(pair).not_to_have_text(pair_before)
+    assert page.locator("audio").nth(1).get_attribute("src") != src_before
     _shot(page, "explore_contact_map")
     ctx.close()
 
