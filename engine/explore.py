@@ -33,7 +33,7 @@ from .errors import AnalysisError
 COUNTERS = {"sharpen": 0, "last_sharpen_seconds": 0.0, "builds": 0}
 
 #: Above this many loops the heatmap is block-averaged (cells per side).
-HEATMAP_MAX_CELLS = 300
+HEATMAP_MAX_CELLS = 200
 
 
 def _noop(done, total, message):  # pragma: no cover - trivial
