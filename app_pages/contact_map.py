@@ -61,16 +61,29 @@ HEAT_COLOURS = [[0.0, "#0b1020"], [0.2, "#2a1b4d"], [0.45, "#7b2d7a"], [0.7, "#e
                 [1.0, "#fde68a"]]
 
 
-def heat(view, title, key):
+def fig_layout(fig, title, n):
+    return fig.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
+                             xaxis=dict(showticklabels=False, title="loops in Fiedler order",
+                                        range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
+                             yaxis=dict(showticklabels=False, autorange="reversed",
+                                        scaleanchor="x", showgrid=False, zeroline=False))
+
+
+def heat(view, title, key, clickable):
     n = view.values.shape[0]
     if view.binned:
         text = [f"block of {len(m)} loops" for m in view.members]
     else:
         text = [label_of.get(lib.files[int(m[0])], "")[:50] for m in view.members]
     fig = go.Figure(go.Heatmap(z=view.values, zmin=0, zmax=1, colorscale=HEAT_COLOURS,
-                               hoverinfo="skip", colorbar=dict(thickness=10)))
+                               hoverinfo="skip" if clickable else None,
+                               hovertemplate=None if clickable else
+                               "similarity %{z:.2f}<extra></extra>",
+                               colorbar=dict(thickness=10)))
     # a transparent point on every cell: Plotly selects points, not heatmap cells, so
     # these make a click select the cell (WebGL above 60 cells per side)
+    if not clickable:
+        return st.plotly_chart(fig_layout(fig, title, n), key=key)
     ii, jj = np.divmod(np.arange(n * n), n)
     cells = go.Scatter if n <= 60 else go.Scattergl
     fig.add_trace(cells(x=jj, y=ii, mode="markers", showlegend=False,
@@ -81,12 +94,7 @@ def heat(view, title, key):
                         if n <= 100 else None,
                         hovertemplate=("%{text}" if n <= 100 else "cell %{y} × %{x}")
                         + "<br>similarity %{customdata:.2f}<extra></extra>"))
-    fig.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(showticklabels=False, title="loops in Fiedler order",
-                                 range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
-                      yaxis=dict(showticklabels=False, autorange="reversed",
-                                 scaleanchor="x", showgrid=False, zeroline=False),
-                      clickmode="event+select")
+    fig_layout(fig, title, n).update_layout(clickmode="event+select")
     return st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
 
 
@@ -97,9 +105,10 @@ if sharp_view.binned:
             f"{lib.n / sharp_view.values.shape[0]:.1f} consecutive loops.")
 c1, c2 = st.columns(2)
 with c1:
-    ev_raw = heat(raw_view, "Raw similarity", "cm_raw")
+    heat(raw_view, "Raw similarity", "cm_raw", clickable=False)
 with c2:
-    ev_sharp = heat(sharp_view, f"Sharpened ({mode})", "cm_sharp")
+    ev_sharp = heat(sharp_view, f"Sharpened ({mode}): click a cell", "cm_sharp",
+                    clickable=True)
 
 
 def clicked(ev):
@@ -113,10 +122,10 @@ def clicked(ev):
     return None
 
 
-cell = clicked(ev_sharp) or clicked(ev_raw)
+cell = clicked(ev_sharp)
 st.subheader("Play a pair")
 if cell is None:
-    st.caption("Click a cell of either heatmap to hear its two loops.")
+    st.caption("Click a cell of the sharpened heatmap to hear its two loops.")
     members = sharp_view.members
     cell = (0, 1 if len(members) > 1 else 0)
     st.session_state.setdefault("cm_cell_default", True)
