@@ -65,8 +65,9 @@ def fig_layout(fig, title, n):
     return fig.update_layout(title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
                              xaxis=dict(showticklabels=False, title="loops in Fiedler order",
                                         range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
-                             yaxis=dict(showticklabels=False, autorange="reversed",
-                                        scaleanchor="x", showgrid=False, zeroline=False))
+                             yaxis=dict(showticklabels=False, range=[n - 0.5, -0.5],
+                                        scaleanchor="x", showgrid=False, zeroline=False,
+                                        ticks=""), modebar=dict(orientation="v"))
 
 
 def heat(view, title, key, clickable):
@@ -107,7 +108,7 @@ c1, c2 = st.columns(2)
 with c1:
     heat(raw_view, "Raw similarity", "cm_raw", clickable=False)
 with c2:
-    ev_sharp = heat(sharp_view, f"Sharpened ({mode}): click a cell", "cm_sharp",
+    ev_sharp = heat(sharp_view, f"Sharpened ({mode})", "cm_sharp",
                     clickable=True)
 
 
