@@ -51,11 +51,14 @@ view = nb.assign(
     loop=[label_of.get(f, f) for f in nb["neighbor_file"]],
     similarity=nb["overall"].round(3),
     stretch=nb["stretch_ratio_neighbor_over_file"].round(3),
+    timing=nb["neighbor_tempo_factor"].map({1.0: "same", 0.5: "half time", 2.0: "double time"}),
+    neighbor_camelot=nb["neighbor_camelot"].fillna("–"),
     pitch_fader=nb["recommended_pitch_fader_pct"].map(
         lambda v: "" if v != v or v is None else f"{v:+.1f} %"),
 )
 cols = {"neighbor_rank": "#", "loop": "Loop", "similarity": "Similarity",
         "neighbor_bpm_est": "Its BPM", "neighbor_target_bpm": "Play it at BPM",
+        "timing": "Against the query",
         "pitch_fader": "Pitch fader", "cdj_pitch_range": "CDJ range",
         "key_relation": "Key", "neighbor_camelot": "Camelot",
         "rhythm": "Rhythm", "timbre": "Timbre", "harmony": "Harmony", "tempo": "Tempo",
