@@ -76,6 +76,14 @@ if lib.n <= 30:   # few loops: name them on the map
                       textfont=dict(size=10, color="#bbb"))
 fig.update_layout(colorway=["#2ec4b6", "#ff8a3d", "#a06cd5", "#f6d743", "#e63946", "#4ea8de",
                             "#8ac926", "#ff70a6"])
+def _padded(v, frac=0.12):
+    lo, hi = float(np.min(v)), float(np.max(v))
+    pad = (hi - lo) * frac or 1.0
+    return [lo - pad, hi + pad]
+
+
+fig.update_xaxes(range=_padded(pts["x"], 0.15))   # room for the names at the edges
+fig.update_yaxes(range=_padded(pts["y"]))
 fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select",
                   xaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 1"),
                   yaxis=dict(showticklabels=False, zeroline=False, title="spectral axis 2"),
