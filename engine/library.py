@@ -487,7 +487,7 @@ class Workspace:
         return self._query(sql + " ORDER BY c.track_id, c.default_rank, c.candidate_id", params)
 
     def ingest(self, files, cfg: AnalysisConfig | None = None, *, source: str = "upload",
-               progress=None) -> list[IngestResult]:
+               progress=None, prepare_previews: bool = True) -> list[IngestResult]:
         """Add and analyse files; a bad file is reported in words and skipped.
 
         Parameters
@@ -499,6 +499,9 @@ class Workspace:
             its own, grid fixes included).
         progress : callable, optional
             ``progress(done, total, message)``; ``done`` is fractional within a file.
+        prepare_previews : bool
+            Render the default top loops' previews now (:meth:`loop_files`), so the
+            loop finder's players are ready on first view.
 
         Returns
         -------
@@ -533,6 +536,10 @@ class Workspace:
                 analysis = self.load_analysis(track_id, use, progress=stage) if already else \
                     self.analyse(track_id, use, progress=stage)
                 _, sel = rank_track(analysis, RankConfig())
+                if prepare_previews:
+                    stage(0.99, 1, "preparing the loop players")
+                    with contextlib.suppress(LoopLabError, OSError, ValueError):
+                        self.loop_files([track_id])     # the loop finder opens with them ready
                 out.append(IngestResult(
                     name=name, ok=True, track_id=track_id, bpm=round(float(analysis.grid.bpm), 2),
                     key=analysis.key.get("key"), camelot=analysis.key.get("camelot"),
