@@ -35,9 +35,10 @@ from .errors import AnalysisError
 #: grid to be trusted as constant-tempo.
 GRID_RESIDUAL_MAX = 0.025
 
-#: Share of tracked beats (within 40 ms of the comb grid, or of its
-#: off-beats) above which the track is taken as constant-tempo.
-GRID_AGREEMENT_MIN = 0.8
+#: Phase concentration (resultant length, modulo a quarter beat) of the
+#: tracked beats against the comb grid above which the track is taken as
+#: constant-tempo.
+GRID_AGREEMENT_MIN = 0.5
 
 #: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
 #: three beats; the 4/4 prior sits in the offset (measured separation on the
@@ -344,6 +345,31 @@ def _refine_phase(times: np.ndarray, od: OnsetData, max_shift: float = 0.035) ->
     return best
 
 
+def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025) -> float:
+    """Beat time near ``t`` where the fine attack envelope, folded at
+    ``period`` over the whole track, peaks (within ``window`` s).
+
+    The comb phase comes from 23 ms frames; attacks folded over hundreds of
+    beats locate the grid to a couple of milliseconds, and the narrow window
+    keeps the refinement on this beat rather than a neighbouring subdivision.
+    """
+    fps = od.sr / od.fine_hop
+    n_bins = max(16, int(round(period * fps)))
+    fine = od.fine
+    ph = ((np.arange(len(fine)) / fps - t) / period) % 1.0
+    b = (ph * n_bins).astype(int) % n_bins
+    h = np.bincount(b, weights=fine, minlength=n_bins) / np.maximum(1, np.bincount(b, minlength=n_bins))
+    kern = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
+    h = np.convolve(np.r_[h[-2:], h, h[:2]], kern, mode="same")[2:-2]
+    w = int(round(window / period * n_bins))
+    cand = np.r_[np.arange(0, w + 1), np.arange(n_bins - w, n_bins)]
+    k = int(cand[np.argmax(h[cand])])
+    off = (k + 0.5) / n_bins * period
+    if off > period / 2:
+        off -= period
+    return float(t + off)
+
+
 def _beat_confidence(times: np.ndarray, od: OnsetData) -> float:
     """Mean onset strength on beats over mean strength overall, squashed to [0,1]."""
     env = od.envelope
@@ -508,10 +534,11 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     else:
         period, phase = tempomod.refine_period(comb_env, od.fps, 60.0 / bpm)
     grid = np.arange(phase, duration, period)
-    # the grid is trusted when the tracked beats follow it (modulo half a beat:
-    # the tracker may sit on the off-beats); otherwise the tempo moves
-    d = np.abs(((beat_times[:, None] - grid[None, :]) + period / 4) % (period / 2) - period / 4)
-    agree = float(np.mean(d.min(axis=1) < 0.04)) if len(grid) else 0.0
+    # the grid is trusted when the tracked beats keep one position against it
+    # (modulo a quarter beat: the tracker may sit on off-beats or 16ths);
+    # when the tempo moves, their phase against any straight grid wanders
+    ph = (beat_times - phase) / period
+    agree = float(np.abs(np.mean(np.exp(2j * np.pi * 4.0 * ph))))
     constant = fixed or agree >= GRID_AGREEMENT_MIN
     if constant:
         bpm = 60.0 / period
@@ -532,7 +559,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     if constant:
         shift = _offbeat_choice(beats0, period, od, chroma, chroma_fps)
         beats = beats0 + shift
-        beats = beats + _refine_phase(beats, od)
+        beats = beats + _fold_refine(beats[0], period, od) - beats[0]
         first = beats[0] - np.floor(beats[0] / period) * period
         beats = np.arange(first, duration - 0.5 * period, period)
         beats = beats[(beats >= 0) & (beats < duration)]
@@ -560,10 +587,12 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
     """0 or half a period: whether the comb's strongest pulse is the beat or
     the off-beat.
 
-    Three cues, each a log-ratio of the candidate beats against the other
-    candidate: onset strength (full band), low-band strength (kicks and bass
-    notes), and harmonic change between consecutive beat intervals (chords
-    change on beats; intervals cut across the off-beats mix two chords).
+    Four cues, comparing the candidate beats with the other candidate: onset
+    strength (full band) and low-band strength (kicks and bass notes) as
+    log-ratios; the backbeat (:func:`engine.tempo.alternation`: kick and
+    snare alternate on beats, not on off-beats); and harmonic change between
+    consecutive beat intervals (chords change on beats; intervals cut across
+    the off-beats mix two chords).
     """
     half = period / 2.0
 
@@ -574,8 +603,12 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
             return 1e-9
         return float(np.mean(np.maximum(np.maximum(env[idx - 1], env[idx]), env[idx + 1]))) + 1e-9
 
+    from .tempo import alternation, novelty
+
     on, off = beats, beats + half
     score = 0.5 * np.log(level(od.envelope, on) / level(od.envelope, off))
+    nl, nm = novelty(od.low, od.fps), novelty(od.mid, od.fps)
+    score += 2.0 * (alternation(nl, nm, od.fps, on) - alternation(nl, nm, od.fps, off))
     score += 0.5 * np.log(level(od.low, on) / level(od.low, off))
     if chroma is not None and chroma_fps and len(beats) > 8:
         def change(times):
