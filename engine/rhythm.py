@@ -45,6 +45,11 @@ GRID_AGREEMENT_MIN = 0.5
 #: realbench renders: 4/4 tracks <= -1.05, waltzes >= -0.14).
 METER_THRESHOLD = -0.6
 
+#: Weights of the beat-to-beat and the bar-to-bar harmonic change cues in
+#: :func:`bar_phase_scores` (scaled by how tonal the track is).
+BEAT_CHANGE_W = 1.0
+BAR_CHANGE_W = 1.5
+
 #: Frequency bands (Hz) of the band-limited onset envelopes.
 ONSET_BANDS = {"low": (30.0, 200.0), "mid": (180.0, 2500.0)}
 
@@ -447,7 +452,9 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         # chords and bass, ~1 for drums alone; measured on generated tracks)
         ratio = float(np.mean(norm) / (20.0 * np.mean(od.envelope) + 1e-9))
         tonal = float(np.clip((ratio - 1.5) / 3.0, 0.0, 1.0))
-        cues.append((2.0 * tonal, _z(change)))
+        cues.append((BEAT_CHANGE_W * tonal, _z(change)))
+        bar_change = _z(np.array([_bar_change(bc, beats_per_bar, p)
+                                  for p in range(beats_per_bar)]))
     sn = at_beats(od.mid if snare_env is None else snare_env)
     # backbeat: snare on the beat after "one" (and after "three")
     nxt = np.append(sn[1:], sn[-1])
@@ -456,7 +463,27 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
     for w, c in cues:
         for p in range(beats_per_bar):
             scores[p] += w * float(np.mean(c[p::beats_per_bar])) if c[p::beats_per_bar].size else 0
+    if chroma is not None and chroma_fps and n > 2:
+        scores += BAR_CHANGE_W * tonal * bar_change
     return scores
+
+
+def _bar_change(bc: np.ndarray, beats_per_bar: int, p: int) -> float:
+    """Mean harmonic change across the bar lines of phase ``p``: cosine
+    distance between the chroma of the bar before and the bar after each
+    line. Whole-bar windows make it robust to chords pushed an eighth early
+    (anticipations), which fool a beat-to-beat comparison."""
+    n = bc.shape[1]
+    m = beats_per_bar
+    cs = np.cumsum(np.pad(bc, ((0, 0), (1, 0))), axis=1)
+    k = np.arange(p, n, m)
+    k = k[(k - m >= 0) & (k + m <= n)]
+    if k.size == 0:
+        return 0.0
+    a = (cs[:, k] - cs[:, k - m]).T
+    b = (cs[:, k + m] - cs[:, k]).T
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+    return float(np.mean(1.0 - cos))
 
 
 # --------------------------------------------------------------------------- main
