@@ -230,9 +230,14 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     pk = np.array(chosen)
     scored, parts = {}, {}
     for i in pk:
-        f = float(freqs[sel[i]])
+        # the comb line is only as fine as the spectrum's bins: refine it so
+        # beats sampled across the whole track do not drift off the music
+        period, ph = refine_period(nf + nl, fps, 1.0 / float(freqs[sel[i]]), rel=0.006, steps=41)
+        f = 1.0 / period
         strength = float(np.log(c[i] / c[pk[0]]))
-        alt = alternation(nl, nm, fps, _beat_times(nf + nl, fps, 1.0 / f))
+        bt = np.arange(ph, len(nf) / fps, period)
+        # the comb's strongest pulse may be the off-beat: take the better of both
+        alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
         prior = -0.5 * (np.log2(f * 60.0 / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCT) ** 2
         scored[f] = strength + ALT_WEIGHT * alt + prior
         parts[round(f * 60.0, 2)] = (round(strength, 3), round(alt, 3), round(prior, 3))
