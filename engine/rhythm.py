@@ -50,6 +50,10 @@ METER_THRESHOLD = -0.6
 BEAT_CHANGE_W = 1.0
 BAR_CHANGE_W = 1.5
 
+#: A grid beat up to this many seconds before the start of the audio is kept
+#: (clipped to 0 s) as the first beat.
+EARLY_FIRST_BEAT = 0.03
+
 #: Frequency bands (Hz) of the band-limited onset envelopes.
 ONSET_BANDS = {"low": (30.0, 200.0), "mid": (180.0, 2500.0)}
 
@@ -588,8 +592,10 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         beats = beats0 + shift
         beats = beats + _fold_refine(beats[0], period, od) - beats[0]
         first = beats[0] - np.floor(beats[0] / period) * period
+        if first - period > -EARLY_FIRST_BEAT:        # a beat a hair before 0 s is the first beat
+            first -= period
         beats = np.arange(first, duration - 0.5 * period, period)
-        beats = beats[(beats >= 0) & (beats < duration)]
+        beats = np.maximum(beats[(beats > -EARLY_FIRST_BEAT) & (beats < duration)], 0.0)
     bar_len = beats_per_bar * 60.0 / bpm
     if duration < bar_len * 0.98 or len(beats) < beats_per_bar:
         raise AnalysisError(f"{where}too short for one bar ({duration:.2f} s; a {beats_per_bar}-beat "
