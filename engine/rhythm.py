@@ -45,6 +45,9 @@ GRID_AGREEMENT_MIN = 0.5
 #: realbench renders: 4/4 tracks <= -1.05, waltzes >= -0.14).
 METER_THRESHOLD = -0.6
 
+#: Weight of the "snare on the beat after one" cue in :func:`bar_phase_scores`.
+BACKBEAT_W = 0.35
+
 #: Weights of the beat-to-beat and the bar-to-bar harmonic change cues in
 #: :func:`bar_phase_scores` (scaled by how tonal the track is).
 BEAT_CHANGE_W = 1.0
@@ -462,7 +465,7 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
     sn = at_beats(od.mid if snare_env is None else snare_env)
     # backbeat: snare on the beat after "one" (and after "three")
     nxt = np.append(sn[1:], sn[-1])
-    cues.append((0.7, _z(nxt - sn)))
+    cues.append((BACKBEAT_W, _z(nxt - sn)))
     scores = np.zeros(beats_per_bar)
     for w, c in cues:
         for p in range(beats_per_bar):
@@ -620,9 +623,9 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
     """0 or half a period: whether the comb's strongest pulse is the beat or
     the off-beat.
 
-    Four cues, comparing the candidate beats with the other candidate: onset
-    strength (full band) and low-band strength (kicks and bass notes) as
-    log-ratios; the backbeat (:func:`engine.tempo.alternation`: kick and
+    Five cues, comparing the candidate beats with the other candidate: onset
+    strength in the full, low (kicks, bass notes) and mid (snares, chords)
+    bands as log-ratios; the backbeat (:func:`engine.tempo.alternation`: kick and
     snare alternate on beats, not on off-beats); and harmonic change between
     consecutive beat intervals (chords change on beats; intervals cut across
     the off-beats mix two chords).
@@ -643,6 +646,7 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
     nl, nm = novelty(od.low, od.fps), novelty(od.mid, od.fps)
     score += 2.0 * (alternation(nl, nm, od.fps, on) - alternation(nl, nm, od.fps, off))
     score += 0.5 * np.log(level(od.low, on) / level(od.low, off))
+    score += 0.5 * np.log(level(od.mid, on) / level(od.mid, off))
     if chroma is not None and chroma_fps and len(beats) > 8:
         def change(times):
             bc = _beat_sync_chroma(chroma, chroma_fps, times)

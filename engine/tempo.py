@@ -38,11 +38,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: Centre (BPM) and width (octaves, one standard deviation) of the tempo prior.
-PRIOR_CENTRE_BPM = 120.0
-PRIOR_WIDTH_OCT = 0.8
+PRIOR_CENTRE_BPM = 110.0
+PRIOR_WIDTH_OCT = 1.0
 
 #: Weight of the backbeat alternation cue (see :func:`alternation`).
 ALT_WEIGHT = 0.5
+
+#: Weight of the comb strength (log ratio to the strongest comb peak).
+STRENGTH_WEIGHT = 1.0
+
+#: Weight of the kick cue: low-band (kick, bass) periodicity at the beat
+#: minus that at half the beat (the level where the low band pulses).
+KICK_WEIGHT = 1.0
 
 #: Comb-sum peaks examined as tempo candidates.
 MAX_CANDIDATES = 6
@@ -177,6 +184,21 @@ def alternation(low: np.ndarray, mid: np.ndarray, fps: float, beats: np.ndarray)
     return float(np.sqrt(max(0.0, -dl * dm)))
 
 
+def _acf(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean()
+    n = len(x)
+    spec = np.fft.rfft(x, 2 * n)
+    r = np.fft.irfft(spec * np.conj(spec))[:n]
+    return r / (r[0] + 1e-12)
+
+
+def _acf_at(r: np.ndarray, lag: float) -> float:
+    """Autocorrelation at a fractional lag (max over the neighbouring bins)."""
+    i = int(round(lag))
+    lo, hi = max(1, i - 1), min(len(r) - 1, i + 1)
+    return float(r[lo:hi + 1].max()) if hi >= lo else 0.0
+
+
 def comb(freqs: np.ndarray, mag: np.ndarray, f: np.ndarray, harmonics=(1, 2, 3, 4),
          rel: float = 0.004) -> np.ndarray:
     """Harmonic sum ``sum_h |X(h f)|`` (max within ``rel`` of each harmonic)
@@ -228,6 +250,7 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         if len(chosen) >= MAX_CANDIDATES:
             break
     pk = np.array(chosen)
+    r_low = _acf(nl)
     scored, parts = {}, {}
     for i in pk:
         # the comb line is only as fine as the spectrum's bins: refine it so
@@ -238,9 +261,12 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         bt = np.arange(ph, len(nf) / fps, period)
         # the comb's strongest pulse may be the off-beat: take the better of both
         alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
+        lag = fps / f
+        kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
         prior = -0.5 * (np.log2(f * 60.0 / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCT) ** 2
-        scored[f] = strength + ALT_WEIGHT * alt + prior
-        parts[round(f * 60.0, 2)] = (round(strength, 3), round(alt, 3), round(prior, 3))
+        scored[f] = STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
+        parts[round(f * 60.0, 2)] = (round(strength, 3), round(alt, 3), round(float(kick), 3),
+                                     round(float(prior), 3))
     best_f = max(scored, key=scored.get)
     vals = np.array(list(scored.values()))
     w = np.exp(3.0 * (vals - vals.max()))
