@@ -31,7 +31,8 @@ class AnalysisConfig:
     n_fft, hop_length : int
         STFT size and hop for frame features (seed: 2048 / 512).
     beats_per_bar : int
-        Meter: 4 (default) or 3; 0 asks the engine to choose between them.
+        Meter: 0 (default) detects it (4/4 unless the music shows a bar of
+        three beats); 3 or 4 forces it.
     min_bpm, max_bpm : float
         DJ tempo range; half/double tempo estimates are folded into it.
     bars : tuple of int
@@ -63,7 +64,7 @@ class AnalysisConfig:
     sr: int = 22050
     n_fft: int = 2048
     hop_length: int = 512
-    beats_per_bar: int = 4
+    beats_per_bar: int = 0
     min_bpm: float = 70.0
     max_bpm: float = 180.0
     bars: tuple = (1, 2, 4, 8)

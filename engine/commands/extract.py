@@ -26,8 +26,9 @@ def add_arguments(p):
     p.add_argument("--bars", default="1,2,4,8", help="loop lengths in bars, comma-separated")
     p.add_argument("--top_k", type=int, default=5, help="loops to export per track")
     p.add_argument("--export_mp3", action="store_true", help="also write MP3 previews")
-    p.add_argument("--beats_per_bar", type=int, default=4, choices=(0, 3, 4),
-                   help="meter: 4, 3, or 0 to let the engine choose")
+    p.add_argument("--beats_per_bar", type=int, default=0, choices=(0, 3, 4),
+                   help="meter: 0 (default) detects it (4/4 unless the music is in three); "
+                   "3 or 4 forces it")
     p.add_argument("--bpm", type=float, default=None,
                    help="fix the tempo (e.g. 128, or half/double of what was found); the engine "
                    "still finds the beats and bar lines on that grid")
