@@ -40,6 +40,10 @@ GRID_RESIDUAL_MAX = 0.025
 #: constant-tempo.
 GRID_AGREEMENT_MIN = 0.5
 
+#: Beat-tracker tightness when the tempo is not constant (librosa's default
+#: is 100; lower follows tempo changes more freely).
+TRACK_TIGHTNESS_VARIABLE = 100
+
 #: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
 #: three beats; the 4/4 prior sits in the offset (measured separation on the
 #: realbench renders: 4/4 tracks <= -1.05, waltzes >= -0.14).
@@ -578,9 +582,16 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         bpm = 60.0 / period
         beats0 = grid
     else:
+        # the tempo moves: track beats with a looser tempo constraint so the
+        # tracker can follow it, and report the tempo of the middle of the track
+        _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr,
+                                                 hop_length=od.hop_length, bpm=bpm, trim=False,
+                                                 tightness=TRACK_TIGHTNESS_VARIABLE)
+        tracked = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
+        if len(tracked) >= 4:
+            beat_times = tracked
         beats0 = beat_times
-        t0, period_fit, _, _ = _fit_grid(beat_times)
-        bpm = float(60.0 / period_fit)
+        bpm = float(60.0 / np.median(np.diff(beat_times)))
 
     # which of the beat or the off-beat is the beat, the meter, and bar one
     beats_per_bar = config.beats_per_bar
