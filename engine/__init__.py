@@ -6,7 +6,8 @@ command line (``python -m engine``), from tests and from the dashboard.
 Modules, one per pipeline stage::
 
     audio       decode and validate audio files
-    rhythm      tempo, beats, downbeats (bar phase)
+    rhythm      beats, downbeats (bar phase), meter, user grid corrections
+    tempo       tempo from the periodicity spectrum, continuous period, meter evidence
     candidates  bar-aligned loop candidates, near-duplicate suppression
     features    per-track frame features, per-candidate aggregation
     key         musical key, Camelot / Open Key codes
@@ -27,4 +28,4 @@ Modules, one per pipeline stage::
 __version__ = "0.1.0"
 
 #: Bumped whenever a change alters cached analysis results.
-CODE_VERSION = "2026.11.24-1"
+CODE_VERSION = "2026.12.01-rhythm"
