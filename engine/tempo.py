@@ -46,7 +46,11 @@ STRENGTH_WEIGHT = 1.0
 
 #: Weight of the kick cue: low-band (kick, bass) periodicity at the beat
 #: minus that at half the beat (the level where the low band pulses).
-KICK_WEIGHT = 1.0
+KICK_WEIGHT = 1.25
+
+#: Score penalty of a candidate whose beat is not a whole multiple or divisor
+#: of the strongest comb peak's.
+INCOMPATIBLE_PENALTY = 0.5
 
 #: Comb-sum peaks examined as tempo candidates.
 MAX_CANDIDATES = 6
@@ -223,6 +227,7 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     pk = np.array(chosen)
     r_low = _acf(nl)
     scored, parts = {}, {}
+    f_top = None
     for i in pk:
         # the comb line is only as fine as the spectrum's bins: refine it so
         # beats sampled across the whole track do not drift off the music
@@ -232,10 +237,18 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         bt = np.arange(ph, len(nf) / fps, period)
         # the comb's strongest pulse may be the off-beat: take the better of both
         alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
+        # the strongest pulse must be a metrical level of the candidate's
+        # hierarchy (a whole multiple or divisor of its beat): a beat at 2/3
+        # or 4/3 of the dominant pulse is a cross-rhythm, not the beat
+        if f_top is None:
+            f_top = f
+        q = max(f, f_top) / min(f, f_top)
+        compat = 0.0 if abs(q - round(q)) < 0.03 * q else -INCOMPATIBLE_PENALTY
         lag = fps / f
         kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
         prior = -0.5 * (np.log2(f * 60.0 / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCT) ** 2
-        scored[f] = STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
+        scored[f] = (STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
+                     + compat)
         parts[round(f * 60.0, 2)] = (round(strength, 3), round(alt, 3), round(float(kick), 3),
                                      round(float(prior), 3))
     best_f = max(scored, key=scored.get)
