@@ -673,7 +673,7 @@ def write_aggregate_csv(tables, out_path) -> pd.DataFrame:
     return out
 
 
-def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
+def make_zip(source, zip_path, arcname_root: str | None = None, *, only=None) -> Path:
     """Pack exported files into a ZIP with safe member names (atomically).
 
     Parameters
@@ -685,6 +685,9 @@ def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
         The archive; if it lies inside ``source`` it is not packed into itself.
     arcname_root : str, optional
         A top folder inside the archive (sanitised).
+    only : iterable of paths, optional
+        With a folder ``source``: pack just these files (inside ``source``,
+        names relative to it), e.g. the files one run wrote.
 
     Returns
     -------
@@ -701,8 +704,9 @@ def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
     entries: list[tuple[Path, list[str]]] = []
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         root = Path(source)
-        for p in sorted(root.rglob("*")):
-            rel = p.relative_to(root)
+        files = sorted(root.rglob("*")) if only is None else [Path(p) for p in only]
+        for p in files:
+            rel = p.resolve().relative_to(root.resolve())
             if not p.is_file() or any(part.startswith(".") for part in rel.parts):
                 continue
             if p.resolve() == zip_path.resolve():

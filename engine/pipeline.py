@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -167,9 +171,8 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
-            hit.path, hit.from_cache = str(path), True
             step(stages, "loaded from cache")
-            return hit
+            return relocate_analysis(hit, path, info)
     step(0, "decoding")
     y, info = load_mono(path, cfg.sr, min_duration=cfg.min_duration, info=info)
     t["decode"] = time.perf_counter() - t0
@@ -236,6 +239,25 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     return result
 
 
+def relocate_analysis(analysis: TrackAnalysis, path, info: AudioInfo) -> TrackAnalysis:
+    """A cached analysis, re-pointed at the file it was just found under.
+
+    The cache is keyed by content, so a hit may come from the same audio at
+    another path (moved, renamed, or a byte-identical copy): everything that
+    depends on where the file is (``path``, ``info.path``/``readable_path``
+    and the file name, the candidates' ``track_id``) is taken from ``path``
+    and its fresh ``info`` (:func:`engine.audio.probe`), never from the entry.
+    """
+    from dataclasses import replace
+
+    analysis.path = str(path)
+    analysis.info = replace(analysis.info, path=info.path, readable_path=info.readable_path)
+    analysis.candidates = analysis.candidates.copy()
+    analysis.candidates["track_id"] = Path(path).stem
+    analysis.from_cache = True
+    return analysis
+
+
 def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
                scorer: LoopScorer | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every candidate and choose the distinct top K.
@@ -282,8 +304,9 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
         _, selected = rank_track(analysis, cfg.rank, load_scorer(cfg.rank))
         folder = Path(out_dir) / (track_dir_name or sanitize_name(Path(path).stem))
         t1 = time.perf_counter()
-        meta = export_track_loops(analysis.info, selected, folder, cfg.export,
-                                  track_stem=Path(path).stem)
+        with _replacing_folder(folder) as staging:
+            meta = export_track_loops(analysis.info, selected, staging, cfg.export,
+                                      track_stem=Path(path).stem)
         timings = dict(analysis.timings, export=time.perf_counter() - t1,
                        total=time.perf_counter() - t0)
         return TrackResult(path=str(path), ok=True, n_candidates=len(analysis.candidates),
@@ -300,6 +323,29 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
         return TrackResult(path=str(path), ok=False,
                            error=f"{Path(path).name}: unexpected error ({type(exc).__name__}: {exc}) [{tb}]",
                            timings={"total": time.perf_counter() - t0})
+
+
+@contextmanager
+def _replacing_folder(folder: Path):
+    """Stage a track's export in a hidden sibling folder, then swap it in.
+
+    Re-running into a non-empty output folder replaces this track's folder
+    as a whole (no loop of an earlier run with other settings survives next
+    to the new ones); a failed export leaves the earlier folder untouched.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}.new-", dir=folder.parent))
+    try:
+        new = staging / folder.name          # same name: loops_metadata.csv's `folder` is right
+        yield new
+        old = None
+        if folder.exists():
+            old = staging / ".old"
+            os.replace(folder, old)
+        os.replace(new, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def collect_inputs(input_path=None, folder=None) -> list[Path]:
@@ -324,12 +370,73 @@ def unique_dir_names(paths) -> list[str]:
     return names
 
 
+#: Test-only hook: a worker process analysing a file of this name kills itself
+#: with SIGSEGV (tests/test_batch_robustness.py proves batches survive it).
+KILL_WORKER_TEST_ENV = "LOOPLAB_TEST_KILL_WORKER_ON"
+
+
+def _extract_in_worker(path, out_dir, cfg, name, kill_on=None):
+    """extract_track in a worker process (the test hook lives only here)."""
+    if kill_on and Path(path).name == kill_on:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return extract_track(path, out_dir, cfg, track_dir_name=name)
+
+
+def _isolated_child(result_file, path, out_dir, cfg, name, kill_on):
+    import joblib
+
+    joblib.dump(_extract_in_worker(path, out_dir, cfg, name, kill_on), result_file)
+
+
+def _run_isolated(items, out_dir, cfg: PipelineConfig, kill_on):
+    """Yield TrackResults, each file in its own fresh process (at most n_jobs at once).
+
+    A file whose process dies (segfault, out-of-memory kill) is reported as
+    failed with the signal; the others are unaffected.
+    """
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    import joblib
+
+    from .kernels import describe_exit
+
+    ctx = mp.get_context("spawn")
+    pending, running = list(items), {}
+    with tempfile.TemporaryDirectory(prefix="looplab-isolated-") as tmp:
+        while pending or running:
+            while pending and len(running) < max(1, cfg.n_jobs):
+                p, n = pending.pop(0)
+                rfile = Path(tmp) / f"{len(pending)}-{len(running)}-{time.monotonic_ns()}.joblib"
+                proc = ctx.Process(target=_isolated_child,
+                                   args=(str(rfile), p, out_dir, cfg, n, kill_on), daemon=True)
+                proc.start()
+                running[proc.sentinel] = (proc, rfile, p)
+            for sentinel in wait(list(running)):
+                proc, rfile, p = running.pop(sentinel)
+                proc.join()
+                try:
+                    yield joblib.load(rfile)
+                except Exception:  # noqa: BLE001 - no result: the process died
+                    yield TrackResult(path=str(p), ok=False,
+                                      error=f"{Path(p).name}: worker process died while analysing "
+                                      f"it ({describe_exit(proc.exitcode)})")
+
+
 def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
-    """Yield TrackResults as they finish (joblib locally or on Dask)."""
+    """Yield TrackResults as they finish (joblib locally or on Dask).
+
+    Locally, when a worker process dies (joblib then abandons the whole
+    pool), the files without a result yet are run again, each in a fresh
+    process of its own: the file that killed its worker is reported with
+    the signal, every other file completes.
+    """
     from joblib import Parallel, delayed, parallel_config
 
-    jobs = [delayed(extract_track)(p, out_dir, cfg, track_dir_name=n) for p, n in zip(paths, names)]
+    kill_on = os.environ.get(KILL_WORKER_TEST_ENV)
     if cfg.backend == "dask":
+        jobs = [delayed(extract_track)(p, out_dir, cfg, track_dir_name=n)
+                for p, n in zip(paths, names)]
         from dask.distributed import Client
 
         client = Client(cfg.scheduler) if cfg.scheduler else Client(processes=False)
@@ -338,11 +445,24 @@ def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
                 yield from Parallel(n_jobs=-1, return_as="generator_unordered")(jobs)
         finally:
             client.close()
-    elif cfg.n_jobs == 1 or len(jobs) == 1:
+    elif cfg.n_jobs == 1 or len(paths) == 1:
         for p, n in zip(paths, names):
             yield extract_track(p, out_dir, cfg, track_dir_name=n)
     else:
-        yield from Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs)
+        from concurrent.futures.process import BrokenProcessPool
+
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        done = set()
+        jobs = [delayed(_extract_in_worker)(p, out_dir, cfg, n, kill_on)
+                for p, n in zip(paths, names)]
+        try:
+            for r in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
+                done.add(r.path)
+                yield r
+        except (TerminatedWorkerError, BrokenProcessPool):
+            rest = [(p, n) for p, n in zip(paths, names) if str(p) not in done]
+            yield from _run_isolated(rest, out_dir, cfg, kill_on)
 
 
 def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progress=None) -> BatchResult:
@@ -370,6 +490,11 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
     if cfg.rank.model_path:        # fail fast on a bad model, before any file is touched
         load_scorer(cfg.rank)
     names = unique_dir_names(paths)
+    kernel_notes = []
+    if cfg.backend == "local":      # compile numba kernels once, before any worker starts
+        from .kernels import ensure_kernels
+
+        kernel_notes = ensure_kernels().messages
     results = []
     for r in _run_parallel(paths, out_dir, cfg, names, progress):
         results.append(r)
@@ -381,7 +506,7 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
     tables = [r.metadata for r in results if r.ok and r.metadata is not None]
     agg = out_dir / "all_loops_metadata.csv"
     write_aggregate_csv(tables, agg)
-    zip_path = make_zip(out_dir, out_dir / "loops_export.zip") if cfg.make_zip else None
+    zip_path = out_dir / "loops_export.zip" if cfg.make_zip else None
     timing_keys = ("decode", "features_track", "rhythm", "candidates", "features_candidates",
                    "key", "embeddings", "export", "total")
     stage_totals = {k: round(sum(r.timings.get(k, 0.0) for r in results), 3) for k in timing_keys}
@@ -402,8 +527,14 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
         "stage_seconds": stage_totals,
         "config": cfg.as_dict(),
         "artifacts": {"aggregate_csv": str(agg), "zip": str(zip_path) if zip_path else None},
+        "notes": kernel_notes,
     }
-    atomic_write_text(out_dir / "run_summary.json", json.dumps(summary, indent=2, default=str))
+    summary_path = out_dir / "run_summary.json"
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, default=str))
+    if zip_path is not None:        # exactly this run's files: its track folders, CSV, summary
+        members = [f for r in results if r.ok and r.out_dir
+                   for f in sorted(Path(r.out_dir).rglob("*")) if f.is_file()]
+        make_zip(out_dir, zip_path, only=[*members, agg, summary_path])
     return BatchResult(results=results, summary=summary, out_dir=str(out_dir),
                        aggregate_csv=str(agg), zip_path=str(zip_path) if zip_path else None)
 

@@ -98,6 +98,12 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from ..kernels import ensure_kernels
+
+    if args.backend == "local":   # before librosa is imported here: a damaged numba cache
+        for note in ensure_kernels().messages:     # breaks even the import; rebuild it first
+            print(f"note: {note}", file=sys.stderr)
+
     from tqdm import tqdm
 
     from ..pipeline import collect_inputs, run_batch
