@@ -66,7 +66,7 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
 
 def choose_adaptive_bar_options(beats: np.ndarray, bpm: float, bars=(4, 8),
                                 beats_per_bar: int = 4, margin: float = 0.03) -> list[int]:
-    """The seed's optional 4-vs-8-bar choice (SEED_BEHAVIOUR.md §1a).
+    """The optional choice between 4- and 8-bar loops (kept from the earlier scripts).
 
     Applies only when both 4 and 8 are requested and there are at least 40
     beats. For each length, every span of that many bars is compared with

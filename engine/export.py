@@ -35,8 +35,8 @@ writes one audio file per loop plus a metadata table:
 Every file is written atomically (:mod:`engine.atomic`): a failure never
 leaves a half-written file under the final name.
 
-The names that moved to :mod:`engine.loudness`, :mod:`engine.mp3` and
-:mod:`engine.naming` can still be imported from here.
+Loudness lives in :mod:`engine.loudness`, MP3 previews in :mod:`engine.mp3`,
+file and ZIP member names in :mod:`engine.naming`.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ from .audio import AudioInfo, as_2d, read_segment
 from .config import ExportConfig
 from .errors import AudioError, LoopLabError
 from .loudness import measure_loudness, peak_to_dbfs
-from .mp3 import MP3_RATES, downmix_stereo, prepare_mp3, write_mp3  # noqa: F401 - re-exported
+from .mp3 import write_mp3
 from .naming import loop_filename, sanitize_name, unique_member_name, zip_member_name
 
 #: Per-track metadata file name.

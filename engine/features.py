@@ -1,7 +1,7 @@
 """Frame features computed once per track, aggregated per candidate by slicing.
 
-The seed recomputed HPSS, three STFTs and a tempo estimate for every
-overlapping candidate (SEED_BEHAVIOUR.md §1b). Here one pass over the track
+The earlier scripts recomputed HPSS, three STFTs and a tempo estimate for every
+overlapping candidate. Here one pass over the track
 computes compact per-frame descriptors (STFT magnitude is never kept whole:
 the track is processed in blocks, so a 60-minute mix stays within a few
 hundred MB), and each candidate's features are means and shapes of slices.

@@ -60,7 +60,7 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-class _Bars:
+class _ProgressBars:
     """tqdm bars for ``progress(done, total, message)``: one per phase."""
 
     def __init__(self, enabled: bool):
@@ -109,7 +109,7 @@ def run(args) -> int:
                           mutual_knn=not args.disable_mutual_knn,
                           sinkhorn_iters=args.sinkhorn_iters, sinkhorn_eps=args.sinkhorn_eps,
                           n_bins=args.n_bins, n_eigen_tags=args.n_eigen_tags)
-    bars = _Bars(not args.quiet)
+    bars = _ProgressBars(not args.quiet)
     try:
         res = run_contact_map(args.folder, args.out_dir, max_files=args.max_files, seq_params=seq,
                               dtw_params=dtw, sharpen_params=sharp,
