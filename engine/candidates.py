@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .rhythm import RhythmGrid
 
-#: Columns every candidate table carries, in order.
-CANDIDATE_COLUMNS = ["candidate_id", "start_time", "end_time", "bars", "bpm", "start_bar",
-                     "beats_per_bar"]
+#: Columns every candidate table carries, in order (units: :mod:`engine.schema`).
+CANDIDATE_COLUMNS = schema.CANDIDATE_COLUMNS
 
 
 def bar_lines(grid: RhythmGrid, duration: float) -> np.ndarray:

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from . import schema
 from .atomic import atomic_path, atomic_write_csv
 from .audio import AudioInfo, as_2d, read_segment
 from .config import ExportConfig
@@ -66,15 +67,11 @@ METADATA_NAME = "loops_metadata.csv"
 #: Batch-level metadata file name.
 AGGREGATE_NAME = "all_loops_metadata.csv"
 
-#: The seed's columns, always first and in this order.
-SEED_COLUMNS = ("track_id", "start_time", "end_time", "bars", "bpm")
+#: The earlier scripts' columns, always first and in this order (:mod:`engine.schema`).
+SEED_COLUMNS = schema.LEADING_COLUMNS
 
-#: Columns the export adds, after the seed's.
-EXPORT_COLUMNS = ("source_file", "rank", "file", "mp3_file", "folder", "start_sample",
-                  "end_sample",
-                  "export_start_sample", "export_end_sample", "sr", "channels", "gain_db",
-                  "loudness_lufs", "peak_dbfs", "ceiling_limited", "loudness_lufs_before",
-                  "gain_capped", "seam", "mp3_sr", "mp3_channels")
+#: Columns the export adds, after those (names and units: :data:`engine.schema.EXPORT`).
+EXPORT_COLUMNS = schema.EXPORT_COLUMNS
 
 #: WAV sample formats the export writes.
 WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")

@@ -7,8 +7,8 @@ the track is processed in blocks, so a 60-minute mix stays within a few
 hundred MB), and each candidate's features are means and shapes of slices.
 
 Per-candidate features (:func:`candidate_features`) keep the seed's 20 names
-and add seam and repetition features; see :data:`SEED_FEATURES` and
-:data:`SEAM_FEATURES`. Differences from the seed, on purpose:
+and add seam and repetition features; see :data:`engine.schema.SEED_FEATURES` and
+:data:`engine.schema.SEAM_FEATURES`. Differences from the seed, on purpose:
 
 * drum cues use the track's beat grid (candidates start on a downbeat), and
   are averaged over every bar of the loop instead of read at frame 0 only;
@@ -23,29 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .config import AnalysisConfig
 from .rhythm import FINE_HOP, OnsetData, fine_attack_envelope, flux_bands, onset_lag, shift_frames
 
-SEED_FEATURES = [
-    "duration_sec", "rms_mean", "rms_std", "zcr_mean", "spectral_centroid_mean",
-    "spectral_bandwidth_mean", "spectral_rolloff_mean", "onset_strength_mean",
-    "onset_strength_std", "onset_density", "percussive_ratio", "kick_on_one_score",
-    "snare_two_or_three_score", "hihat_grid_score", "boundary_drum_score",
-    "drum_alignment_score", "periodicity_score", "periodicity_kick", "periodicity_snare",
-    "periodicity_hihat",
-]
-
-SEAM_FEATURES = [
-    "seam_spectral_continuity",   # cosine(tail spectrum, spectrum just before the start)
-    "seam_rms_jump_db",           # |level of the tail - level just before the start|
-    "seam_onset_at_start",        # attack strength at the loop start (a clean "one")
-    "bar_repetition",             # mean rhythmic/timbral similarity between the loop's bars
-    "phrase_return",              # similarity of the bar after the loop to its first bar
-    "energy_stability",           # 1 - CV of per-bar RMS
-    "harmonic_ratio",             # 1 - percussive_ratio, kept for readability of models
-]
-
-FEATURE_COLUMNS = SEED_FEATURES + SEAM_FEATURES
+#: The features this module computes, in order (names, units: :mod:`engine.schema`).
+FEATURE_COLUMNS = schema.FEATURE_COLUMNS
 
 N_MEL = 40
 HPSS_TIME_KERNEL = 17   # frames (~0.4 s)

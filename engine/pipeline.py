@@ -1,7 +1,8 @@
 """Per-track and batch orchestration.
 
-``analyse_track`` (decode -> frame features -> rhythm -> candidates ->
-candidate features -> key) is the expensive, cached part; ``rank_track``
+``analyse_track`` runs the per-track stages of :mod:`engine.stages` (decode
+-> frame features -> rhythm -> candidates -> key -> candidate features ->
+embeddings) and is the expensive, cached part; ``rank_track``
 (score, composite, distinct top K) is cheap and re-run freely, e.g. when the
 dashboard's sliders move; ``extract_track`` adds the export; ``run_batch``
 maps ``extract_track`` over files with joblib (locally or on a Dask cluster),
@@ -30,13 +31,12 @@ import pandas as pd
 
 from . import CODE_VERSION, __version__
 from .atomic import atomic_write_text
-from .audio import AudioInfo, content_hash, find_audio_files, load_mono, probe
+from .audio import AudioInfo, content_hash, find_audio_files, probe
 from .cache import DiskCache, make_key
-from .candidates import choose_adaptive_bar_options, generate_candidates, select_distinct
+from .candidates import select_distinct
 from .config import AnalysisConfig, PipelineConfig, RankConfig
-from .errors import AnalysisError, LoopLabError
-from .features import candidate_features, compute_track_features
-from .rhythm import RhythmGrid, analyse_rhythm
+from .errors import LoopLabError
+from .rhythm import RhythmGrid
 from .scoring import LoopScorer, score_candidates
 
 #: Points in the stored waveform overview (for plots).
@@ -48,8 +48,7 @@ class TrackAnalysis:
     """Everything the engine knows about one track, before ranking.
 
     ``candidates`` holds one row per bar-aligned candidate with its
-    features; times are seconds, ``start_sample``/``end_sample`` are at the
-    source rate.
+    features (columns and units: :mod:`engine.schema`); times are seconds.
     """
 
     path: str
@@ -103,45 +102,31 @@ class BatchResult:
         return sum(not r.ok for r in self.results)
 
 
-def _overview(y: np.ndarray, points: int = OVERVIEW_POINTS) -> np.ndarray:
+def waveform_overview(y: np.ndarray, points: int = OVERVIEW_POINTS) -> np.ndarray:
+    """Min/max envelope of a signal in ``points`` blocks, shape (2, points) (for plots)."""
     n = max(1, len(y) // points)
     m = (len(y) // n) * n
     blocks = y[:m].reshape(-1, n)
     return np.vstack([blocks.min(axis=1), blocks.max(axis=1)]).astype(np.float32)
 
 
-def _key_estimates(y: np.ndarray, sr: int, candidates: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """Track key and per-candidate ``key``, ``camelot``, ``key_confidence`` columns.
-
-    The chroma is computed once per track (:func:`engine.key.track_chroma`)
-    and sliced per candidate.
-    """
-    from . import key as keymod
-
-    chroma = keymod.track_chroma(y, sr)
-    est = keymod.track_key(chroma)
-    # short loops often hold a single chord: lean half-way on the track's key
-    # (2-bar loops: 0.68 -> 0.92 exact on bench_key's set)
-    seg = keymod.segment_keys(chroma, candidates["start_time"].to_numpy(),
-                              candidates["end_time"].to_numpy(), track_weight=0.5)
-    cols = pd.DataFrame({"key": [s.key for s in seg], "camelot": [s.camelot for s in seg],
-                         "key_confidence": [round(float(s.confidence), 3) for s in seg]},
-                        index=candidates.index)
-    track = {"key": est.key, "camelot": est.camelot, "open_key": est.open_key,
-             "confidence": round(float(est.confidence), 3)}
-    return track, cols
-
-
 def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCache | None = None,
                   progress=None) -> TrackAnalysis:
     """Decode and analyse one file: rhythm grid, candidates with features, key.
+
+    Runs :data:`engine.stages.STAGES` in order on one
+    :class:`~engine.stages.AnalysisState`, timing each stage, reporting it to
+    ``progress`` and checking the candidate table's columns at every stage
+    boundary (:func:`engine.schema.require`).
 
     Parameters
     ----------
     path : str or Path
     cfg : AnalysisConfig
     cache : DiskCache, optional
-        Reuse/store the result keyed by content hash, ``cfg`` and code version.
+        Reuse/store the result keyed by content hash, ``cfg``, the embedder
+        and the engine's source (:func:`engine.cache.make_key`). A hit is
+        re-pointed at ``path`` (:func:`relocate_analysis`).
     progress : callable, optional
         ``progress(done, total, message)`` over the stages.
 
@@ -150,13 +135,10 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     AudioError, AnalysisError
         With the file name and the problem.
     """
-    stages = 7
+    from . import schema
+    from .stages import STAGES, AnalysisState, candidate_table
 
-    def step(i, msg):
-        if progress:
-            progress(i, stages, msg)
-
-    t = {}
+    total = len(STAGES)
     t0 = time.perf_counter()
     info = probe(path)
     audio_hash = content_hash(path)
@@ -167,75 +149,43 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
 
         embedder = get_embedder(cfg.embedding, cfg.openl3_weights)
         params["embedder"] = getattr(embedder, "cache_key", embedder.name)
-    key = make_key(audio_hash, params)
+    cache_key = make_key(audio_hash, params)
     if cache is not None:
-        hit = cache.get(key)
+        hit = cache.get(cache_key)
         if hit is not None:
-            step(stages, "loaded from cache")
+            if progress:
+                progress(total, total, "loaded from cache")
             return relocate_analysis(hit, path, info)
-    step(0, "decoding")
-    y, info = load_mono(path, cfg.sr, min_duration=cfg.min_duration, info=info)
-    t["decode"] = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
-    step(1, "frame features")
-    tf, onsets = compute_track_features(y, cfg.sr, cfg)
-    t["features_track"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(2, "tempo, beats and bars")
-    grid = analyse_rhythm(y, cfg.sr, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps,
-                          path=info.name)
-    t["rhythm"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(3, "loop candidates")
-    bars = list(cfg.bars)
-    if cfg.adaptive_4_vs_8:
-        bars = choose_adaptive_bar_options(grid.beats, grid.bpm, bars, grid.beats_per_bar,
-                                           cfg.adaptive_margin)
-    cands = generate_candidates(grid, len(y) / cfg.sr, bars)
-    if cands.empty:
-        raise AnalysisError(f"{info.name}: no whole bar fits in the audio "
-                            f"({info.duration:.2f} s at {grid.bpm:.1f} BPM)")
-    cands["start_sample"] = np.round(cands["start_time"] * info.sr).astype(np.int64)
-    cands["end_sample"] = np.round(cands["end_time"] * info.sr).astype(np.int64)
-    t["candidates"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(4, "candidate features")
-    feats = candidate_features(tf, onsets, cands, grid.beat_period)
-    t["features_candidates"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(5, "key")
-    track_key, key_cols = _key_estimates(y, cfg.sr, cands)
-    t["key"] = time.perf_counter() - t1
-
-    emb_cols = pd.DataFrame(index=cands.index)
-    if embedder is not None:
-        from .embeddings import embedding_timeline, pool_segments, pooled_feature_names
-
+    state = AnalysisState(path=str(path), cfg=cfg, info=info, embedder=embedder)
+    timings = {}
+    for i, stage in enumerate(STAGES):
+        if not stage.enabled(state):
+            continue
+        message = stage.message + (f" ({embedder.name})" if stage.name == "embeddings" else "")
+        if progress:
+            progress(i, total, message)
+        if stage.needs:
+            schema.require(state.candidates, stage.needs, stage.name, info.name)
         t1 = time.perf_counter()
-        step(6, f"embeddings ({embedder.name})")
-        timeline = embedding_timeline(y, cfg.sr, embedder, hop_size=cfg.embedding_hop)
-        pooled = pool_segments(timeline, cands["start_time"].to_numpy(), cands["end_time"].to_numpy())
-        emb_cols = pd.DataFrame(pooled, columns=pooled_feature_names(timeline), index=cands.index)
-        t["embeddings"] = time.perf_counter() - t1
+        stage.run(state)
+        timings[stage.name] = time.perf_counter() - (t0 if i == 0 else t1)
+        if stage.makes:
+            schema.require(candidate_table(state), stage.makes, stage.name, info.name)
 
-    table = pd.concat([cands, key_cols, feats, emb_cols], axis=1)
-    table.insert(0, "track_id", Path(path).stem)
-    result = TrackAnalysis(path=str(path), info=info, audio_hash=audio_hash, grid=grid,
-                           candidates=table, key=track_key, overview=_overview(y),
-                           timings=t, warnings=list(info.warnings),
+    result = TrackAnalysis(path=str(path), info=state.info, audio_hash=audio_hash, grid=state.grid,
+                           candidates=candidate_table(state), key=state.track_key,
+                           overview=waveform_overview(state.y), timings=timings,
+                           warnings=list(state.info.warnings),
                            embedding_backend=embedder.name if embedder is not None else "none")
     if embedder is not None and getattr(embedder, "note", ""):
         result.warnings.append(f"embedding: {embedder.note}")
-    if grid.bar_confidence < 0.2:
+    if state.grid.bar_confidence < 0.2:
         result.warnings.append("bar lines are uncertain (weak downbeat cues); check the grid")
-    step(stages, "done")
+    if progress:
+        progress(total, total, "done")
     if cache is not None:
-        cache.put(key, result)
+        cache.put(cache_key, result)
     return result
 
 

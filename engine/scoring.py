@@ -145,7 +145,7 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     Parameters
     ----------
     features : DataFrame
-        One track's candidates with :data:`engine.features.FEATURE_COLUMNS`.
+        One track's candidates with :data:`engine.schema.FEATURE_COLUMNS`.
     cfg : RankConfig
     scorer : LoopScorer, optional
         If absent, the heuristic score is used.
