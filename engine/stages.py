@@ -81,9 +81,9 @@ def rhythm(state: AnalysisState) -> None:
     """Tempo, beats and bar lines (:func:`engine.rhythm.analyse_rhythm`)."""
     from .rhythm import analyse_rhythm
 
-    tf = state.track_features
+    frames = state.track_features
     state.grid = analyse_rhythm(state.y, state.cfg.sr, state.cfg, onsets=state.onsets,
-                                chroma=tf.chroma, chroma_fps=tf.fps, path=state.info.name)
+                                chroma=frames.chroma, chroma_fps=frames.fps, path=state.info.name)
 
 
 def candidates(state: AnalysisState) -> None:
