@@ -106,7 +106,8 @@ def add_arguments(parser, cls) -> None:
             kw["action"] = "store_false" if md["negate"] else "store_true"
             kw["default"] = argparse.SUPPRESS
         else:
-            kw["metavar"] = flag.lstrip("-").upper()
+            if md["choices"] is None:
+                kw["metavar"] = flag.lstrip("-").upper()
             kw["default"] = format_value(default) if md["parse"] else default
             kw["type"] = md["parse"] or md["type"] or (str if default is None else type(default))
             if md["choices"] is not None:
@@ -277,6 +278,36 @@ class ExportConfig:
     snap_mode: str = setting("joint", "zero-crossing snapping: joint keeps the exact bar length",
                              choices=("joint", "each", "none"))
     max_gain_db: float = 40.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    """A contact-map run's own settings (its stages take :class:`engine.contact.SequenceParams`,
+    :class:`engine.contact.DTWParams` and :class:`engine.contact.SharpenParams`, whose
+    fields declare their flags the same way)."""
+
+    max_files: int = setting(200, "use the first N files in path order; 0 or less: all")
+    top_k_neighbors: int = setting(10, "neighbours saved per loop")
+    top_pairs_limit: int = setting(500, "rows of contact_top_pairs.csv")
+    shortlist_embedding: str = setting(
+        "none", "shortlist mode: propose DTW candidates by mean audio embedding (auto = OpenL3 "
+        "when weights are found, else spectral) instead of bag-of-frames rhythm vectors",
+        choices=("none", "auto", "spectral", "openl3"))
+    openl3_weights: str | None = setting(None, "OpenL3 weights file or folder")
+    estimate_bpm: bool = setting(True, "no BPM per loop", flag="--disable_bpm_estimation",
+                                 negate=True)
+    estimate_key: bool = setting(True, "no key per loop", flag="--disable_key_estimation",
+                                 negate=True)
+    n_jobs: int = setting(0, "processes decoding audio (0 = one per core; 1 = in-process)",
+                          flag="--jobs")
+    threads: int = setting(0, "DTW threads (0 = all cores)")
+    heatmaps: bool = setting(True, "no heatmap PNGs", flag="--no_heatmaps", negate=True)
+    use_cache: bool = setting(True, "ignore and do not write the cache", flag="--no_cache",
+                              negate=True)
+    cache_dir: str = setting(str(DEFAULT_CACHE_DIR), "analysis cache folder")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,9 @@
-"""Parameters of the contact map's DTW stage (a leaf module: imports nothing of the package)."""
+"""Parameters of the contact map's DTW stage (a leaf module: imports nothing of the contact package)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from ..config import setting
 
 #: Loops at or below this count use exact all-pairs DTW in ``mode="auto"``.
 AUTO_EXACT_MAX = 500
@@ -28,13 +30,17 @@ class DTWParams:
         ``auto`` is exact up to this many loops.
     """
 
-    distance_metric: str = "cosine"
-    band_rad: float | None = None
-    mode: str = "auto"
-    shortlist_k: int = 60
+    distance_metric: str = setting("cosine", "frame distance inside DTW",
+                                   choices=("cosine", "euclidean"))
+    band_rad: float | None = setting(
+        None, "Sakoe-Chiba band radius as a fraction of the shorter loop (default: none)",
+        type=float)
+    mode: str = setting("auto", "all-pairs DTW, DTW on a kNN shortlist, or auto (exact up to "
+                        "--auto_exact_max loops)", choices=("auto", "exact", "shortlist"))
+    shortlist_k: int = setting(60, "DTW candidates per loop (shortlist)")
     candidate_factor: int = 4
     coarse_pool: int = 4
-    auto_exact_max: int = AUTO_EXACT_MAX
+    auto_exact_max: int = setting(AUTO_EXACT_MAX, "auto mode is exact up to this many loops")
 
     def as_dict(self) -> dict:
         return asdict(self)
