@@ -73,7 +73,7 @@ def _package_dirs() -> list[Path]:
             for d, subdirs, files in os.walk(root):
                 subdirs[:] = [s for s in subdirs if s != "__pycache__" and not s.startswith(".")]
                 if any(f.endswith(".py") for f in files):
-                    out.append(Path(d).resolve())
+                    out.append(Path(os.path.abspath(d)))  # as numba names it
     return sorted(set(out))
 
 
@@ -86,13 +86,10 @@ def cache_dirs() -> list[Path]:
     kernel that numba compiles at import time breaks the import itself.
     """
     base = os.environ.get("NUMBA_CACHE_DIR")
-    dirs = []
-    for d in _package_dirs():
-        dirs.append(d / "__pycache__")
-        if base:
-            tag = hashlib.sha1(str(d).encode()).hexdigest()
-            dirs.append(Path(base) / f"{d.name}_{tag}")
-    return dirs
+    if base:        # numba then never touches __pycache__: neither do we
+        return [Path(base) / f"{d.name}_{hashlib.sha1(str(d).encode()).hexdigest()}"
+                for d in _package_dirs()]
+    return [d / "__pycache__" for d in _package_dirs()]
 
 
 def _cache_files(dirs) -> list[Path]:
@@ -198,10 +195,11 @@ def ensure_kernels() -> KernelStatus:
         status = KernelStatus("warmed")
         code, tail = _run_warm_up()
         if code != 0:               # a crash, or an error loading a damaged entry: rebuild once
+            where = sorted({str(p.parent) for p in _cache_files(dirs)})
             n = purge(dirs)
             status = KernelStatus("rebuilt", [
                 f"numba kernel cache was unusable (warm-up failed with {describe_exit(code)}); "
-                f"deleted {n} cache files in {', '.join(map(str, dirs))} and rebuilt them"])
+                f"deleted {n} cache files in {', '.join(where)} and rebuilt them"])
             code, tail = _run_warm_up()
         if code != 0:
             status.action = "failed"

@@ -220,6 +220,10 @@ def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
     selected : DataFrame
         The top ``cfg.top_k`` distinct loops with a 1-based ``rank``.
     """
+    from . import schema
+
+    schema.require(analysis.candidates, [*schema.CANDIDATE_COLUMNS, *schema.FEATURE_COLUMNS],
+                   "rank", Path(analysis.path).name)
     scored = score_candidates(analysis.candidates, cfg, scorer)
     selected = select_distinct(scored, "rank_score", cfg.top_k, cfg.max_overlap)
     return scored, selected
