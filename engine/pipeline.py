@@ -162,9 +162,8 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     for i, stage in enumerate(STAGES):
         if not stage.enabled(state):
             continue
-        message = stage.message + (f" ({embedder.name})" if stage.name == "embeddings" else "")
         if progress:
-            progress(i, total, message)
+            progress(i, total, stage.message.format(embedder=getattr(embedder, "name", "")))
         if stage.needs:
             schema.require(state.candidates, stage.needs, stage.name, info.name)
         t1 = time.perf_counter()

@@ -56,7 +56,12 @@ class AnalysisState:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: ``run(state)``; ``message`` for progress; ``needs``/``makes`` are columns."""
+    """One step: ``run(state)``.
+
+    ``message`` is shown in progress (``{embedder}`` is replaced by the
+    embedder's name); ``needs``/``makes`` are candidate-table columns the
+    runner checks before/after; ``enabled(state)`` says whether it runs.
+    """
 
     name: str
     message: str
@@ -150,7 +155,7 @@ STAGES = (
     Stage("key", "key", key, needs=("start_time", "end_time"), makes=tuple(schema.KEY_COLUMNS)),
     Stage("features_candidates", "candidate features", features,
           needs=tuple(schema.CANDIDATE_COLUMNS), makes=tuple(schema.FEATURE_COLUMNS)),
-    Stage("embeddings", "embeddings", embeddings, needs=("start_time", "end_time"),
+    Stage("embeddings", "embeddings ({embedder})", embeddings, needs=("start_time", "end_time"),
           enabled=lambda state: state.embedder is not None),
 )
 
