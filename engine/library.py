@@ -415,13 +415,14 @@ class Workspace:
         -------
         engine.pipeline.TrackAnalysis
         """
-        from .pipeline import analyse_track, rank_track, rhythm_summary
+        from .loopview import rank_view
+        from .pipeline import analyse_track, rhythm_summary
 
         cfg = cfg or self.analysis_config(track_id)
         t0 = time.perf_counter()
         analysis = analyse_track(self.audio_path(track_id), cfg, cache=self.cache,
                                  progress=progress)
-        scored, selected = rank_track(analysis, RankConfig())
+        scored, selected = rank_view(analysis, top_k=RankConfig().top_k)
         rh = rhythm_summary(analysis.grid)
         pj, pk = config_to_json(cfg), params_key(cfg)
         ranks = dict(zip(selected["candidate_id"].astype(int), selected["rank"].astype(int)))
@@ -508,7 +509,7 @@ class Workspace:
         list of IngestResult
             In input order. The run is recorded in the ``runs`` table.
         """
-        from .pipeline import rank_track
+        from .loopview import rank_view
 
         files = list(files)
         total = len(files)
@@ -535,7 +536,7 @@ class Workspace:
 
                 analysis = self.load_analysis(track_id, use, progress=stage) if already else \
                     self.analyse(track_id, use, progress=stage)
-                _, sel = rank_track(analysis, RankConfig())
+                _, sel = rank_view(analysis, top_k=RankConfig().top_k)
                 if prepare_previews:
                     stage(0.99, 1, "preparing the loop players")
                     with contextlib.suppress(LoopLabError, OSError, ValueError):
