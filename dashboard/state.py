@@ -70,7 +70,7 @@ def ranked(root: str, track_id: str, params_json: str, top_k: int, bars: tuple):
     """The distinct top K for the chosen loop lengths, from the cached analysis."""
     analysis = load_analysis(root, track_id, params_json)
     _, selected = rank_view(analysis, top_k=top_k, bars=bars)
-    return selected.reset_index(drop=True)
+    return selected.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=512, max_size="512MB")
