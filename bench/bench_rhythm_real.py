@@ -202,8 +202,10 @@ def run_looplab_extract(truths, cfg: AnalysisConfig) -> list[dict]:
             meta: pd.DataFrame = r0.metadata
             bpm = float(np.median(meta["bpm"]))
             bpb = int(np.median(meta["beats_per_bar"]))
-            out.append(score_track(g, bpm, [], [], meta["start_time"].to_numpy(),
-                                   meta["end_time"].to_numpy(), bpb, r0.timings.get("total", 0.0)))
+            r = score_track(g, bpm, [], [], meta["start_time"].to_numpy(),
+                            meta["end_time"].to_numpy(), bpb, r0.timings.get("total", 0.0))
+            r["beats"] = r["dbeats"] = float("nan")        # not measured from exported loops
+            out.append(r)
     return out
 
 
@@ -213,7 +215,7 @@ def totals(rows: list[dict]) -> dict:
     return {"tracks": n, "acc1": sum(r["acc1"] for r in rows) / n,
             "acc2": sum(r["acc2"] for r in rows) / n,
             "meter": sum(r["meter_ok"] for r in rows) / n,
-            "beats": float(np.mean([r["beats"] for r in rows])),
+            "beats": float(np.mean([r["beats"] for r in rows])),   # nan in extract mode
             "dbeats": float(np.mean([r["dbeats"] for r in rows])),
             "onbar": sum(r["n_onbar"] for r in rows) / nl,
             "whole": sum(r["n_whole"] for r in rows) / nl,
