@@ -144,8 +144,9 @@ def loop_section() -> None:
     fig = charts.waveform_figure(view, loops, selected_rank)
     st.plotly_chart(fig, key="wave_chart", on_select=_on_chart, selection_mode=("points",),
                     config={"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]})
-    st.caption("Dotted lines are bar lines, faint lines beats; shaded regions are the top loops. "
-               "Click a region or a table row to select a loop.")
+    st.caption("Dotted lines are bar lines, faint lines beats. Each top loop is a numbered clip "
+               "above the waveform; click one (or a table row) to select it; the selected loop "
+               "is shaded orange.")
 
     labels = ws.labels(track_id)
     table = loop_table(loops, labels)

@@ -46,6 +46,10 @@ def render() -> None:
         with st.expander("Analysis settings", expanded=False):
             st.segmented_control("Meter", ["4/4", "3/4", "Detect"], default="4/4",
                                  key="set_meter", help="Beats per bar of new tracks.")
-            st.slider("Tempo range (BPM)", 50, 220, (70, 180), step=5, key="set_tempo_range",
-                      help="Half- and double-time readings are folded into this range.")
+            lo, hi = st.slider("Tempo range (BPM)", 50, 220, (70, 180), step=5,
+                               key="set_tempo_range",
+                               help="Half- and double-time readings are folded into this range.")
+            if hi < 1.9 * lo:
+                st.error("The tempo range must span an octave (e.g. 70-180), so that half- and "
+                         "double-time readings fold into it; using 70-180 until then.")
             st.caption("Applies to tracks you add next. Fix one track's grid in the loop finder.")

@@ -48,8 +48,11 @@ def analysis_defaults() -> AnalysisConfig:
     """Settings for newly added tracks (the sidebar's analysis settings)."""
     meter = st.session_state.get("set_meter", "4/4")
     lo, hi = st.session_state.get("set_tempo_range", (70, 180))
-    return AnalysisConfig(beats_per_bar={"4/4": 4, "3/4": 3, "Detect": 0}.get(meter, 4),
-                          min_bpm=float(lo), max_bpm=float(hi))
+    beats = {"4/4": 4, "3/4": 3, "Detect": 0}.get(meter, 4)
+    try:
+        return AnalysisConfig(beats_per_bar=beats, min_bpm=float(lo), max_bpm=float(hi))
+    except LoopLabError:              # a range narrower than an octave: the sidebar says so
+        return AnalysisConfig(beats_per_bar=beats)
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
@@ -67,7 +70,7 @@ def ranked(root: str, track_id: str, params_json: str, top_k: int, bars: tuple):
     """The distinct top K for the chosen loop lengths, from the cached analysis."""
     analysis = load_analysis(root, track_id, params_json)
     _, selected = rank_view(analysis, top_k=top_k, bars=bars)
-    return selected.reset_index(drop=True)
+    return selected.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=512, max_size="512MB")

@@ -415,13 +415,14 @@ class Workspace:
         -------
         engine.pipeline.TrackAnalysis
         """
-        from .pipeline import analyse_track, rank_track, rhythm_summary
+        from .loopview import rank_view
+        from .pipeline import analyse_track, rhythm_summary
 
         cfg = cfg or self.analysis_config(track_id)
         t0 = time.perf_counter()
         analysis = analyse_track(self.audio_path(track_id), cfg, cache=self.cache,
                                  progress=progress)
-        scored, selected = rank_track(analysis, RankConfig())
+        scored, selected = rank_view(analysis, top_k=RankConfig().top_k)
         rh = rhythm_summary(analysis.grid)
         pj, pk = config_to_json(cfg), params_key(cfg)
         ranks = dict(zip(selected["candidate_id"].astype(int), selected["rank"].astype(int)))
@@ -487,7 +488,7 @@ class Workspace:
         return self._query(sql + " ORDER BY c.track_id, c.default_rank, c.candidate_id", params)
 
     def ingest(self, files, cfg: AnalysisConfig | None = None, *, source: str = "upload",
-               progress=None) -> list[IngestResult]:
+               progress=None, prepare_previews: bool = True) -> list[IngestResult]:
         """Add and analyse files; a bad file is reported in words and skipped.
 
         Parameters
@@ -499,13 +500,16 @@ class Workspace:
             its own, grid fixes included).
         progress : callable, optional
             ``progress(done, total, message)``; ``done`` is fractional within a file.
+        prepare_previews : bool
+            Render the default top loops' previews now (:meth:`loop_files`), so the
+            loop finder's players are ready on first view.
 
         Returns
         -------
         list of IngestResult
             In input order. The run is recorded in the ``runs`` table.
         """
-        from .pipeline import rank_track
+        from .loopview import rank_view
 
         files = list(files)
         total = len(files)
@@ -532,7 +536,11 @@ class Workspace:
 
                 analysis = self.load_analysis(track_id, use, progress=stage) if already else \
                     self.analyse(track_id, use, progress=stage)
-                _, sel = rank_track(analysis, RankConfig())
+                _, sel = rank_view(analysis, top_k=RankConfig().top_k)
+                if prepare_previews:
+                    stage(0.99, 1, "preparing the loop players")
+                    with contextlib.suppress(LoopLabError, OSError, ValueError):
+                        self.loop_files([track_id])     # the loop finder opens with them ready
                 out.append(IngestResult(
                     name=name, ok=True, track_id=track_id, bpm=round(float(analysis.grid.bpm), 2),
                     key=analysis.key.get("key"), camelot=analysis.key.get("camelot"),

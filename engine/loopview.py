@@ -81,6 +81,21 @@ def waveform_view(analysis: TrackAnalysis, points: int = 1200) -> WaveformView:
                         meter=getattr(grid, "meter", f"{grid.beats_per_bar}/4"))
 
 
+def add_sample_positions(df: pd.DataFrame, sr: int) -> pd.DataFrame:
+    """``start_sample``/``end_sample`` at the source rate, as the export computes them.
+
+    Kept when the table already has them; otherwise ``round(time * sr)``, the rule
+    :func:`engine.export.export_track_loops` applies, so a preview, a label and an
+    exported file name the same samples.
+    """
+    out = df.copy()
+    for kind in ("start", "end"):
+        col = f"{kind}_sample"
+        if col not in out.columns:
+            out[col] = np.round(out[f"{kind}_time"].astype(float) * int(sr)).astype(np.int64)
+    return out
+
+
 def rank_view(analysis: TrackAnalysis, *, top_k: int = 5, bars=None,
               rank_cfg: RankConfig | None = None, scorer=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Re-rank a cached analysis for the chosen loop lengths and K.
@@ -100,19 +115,22 @@ def rank_view(analysis: TrackAnalysis, *, top_k: int = 5, bars=None,
     Returns
     -------
     scored, selected : DataFrame
-        As :func:`engine.pipeline.rank_track`; empty when no candidate has one
-        of the chosen lengths.
+        As :func:`engine.pipeline.rank_track` plus ``start_sample``/``end_sample``
+        (:func:`add_sample_positions`); empty when no candidate has one of the
+        chosen lengths.
     """
     cfg = dataclasses.replace(rank_cfg or RankConfig(), top_k=max(1, int(top_k)))
+    sr = int(analysis.info.sr)
     view = analysis
     if bars is not None:
         wanted = {int(b) for b in bars}
         cands = analysis.candidates[analysis.candidates["bars"].astype(int).isin(wanted)]
         if cands.empty:
-            empty = analysis.candidates.iloc[0:0]
+            empty = add_sample_positions(analysis.candidates.iloc[0:0], sr)
             return empty, empty.assign(rank=pd.Series(dtype=int))
         view = dataclasses.replace(analysis, candidates=cands)
-    return rank_track(view, cfg, scorer)
+    scored, selected = rank_track(view, cfg, scorer)
+    return add_sample_positions(scored, sr), add_sample_positions(selected, sr)
 
 
 def format_time(seconds: float) -> str:

@@ -222,7 +222,7 @@ def test_click_a_region_or_a_row_to_select_a_loop(server, browser):
     expect(selected).to_contain_text("Selected: loop #1")
     regions = page.locator(".js-plotly-plot .barlayer .point")
     expect(regions).to_have_count(5)
-    regions.nth(2).click(force=True)                  # the third region is loop #3
+    regions.filter(has_text="#3").click(force=True)   # the region labelled #3
     expect(selected).to_contain_text("Selected: loop #3")
     _idle(page)
     box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
