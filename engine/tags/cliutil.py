@@ -107,6 +107,6 @@ def print_summary(report: dict) -> None:
 
 
 def dumps(obj) -> str:
-    from .train import _json
+    from .train import json_default
 
-    return json.dumps(obj, indent=2, default=_json)
+    return json.dumps(obj, indent=2, default=json_default)

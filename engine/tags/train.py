@@ -218,12 +218,13 @@ def write_outputs(res: TrainResult, model_out=None, report_out=None, dataset_out
     if model_out:
         save_bundle(res.bundle, model_out)
     if report_out:
-        atomic_write_text(report_out, json.dumps(res.report, indent=2, default=_json))
+        atomic_write_text(report_out, json.dumps(res.report, indent=2, default=json_default))
     if dataset_out and res.dataset is not None:
         atomic_write_csv(res.dataset, dataset_out)
 
 
-def _json(o):
+def json_default(o):
+    """``json.dumps(default=...)`` for NumPy scalars and paths."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -297,5 +298,5 @@ def compare_label_sources(folder, out_dir, *, sources=("filename", "audio", "hyb
                              "best": board["label_source"].iloc[0] if len(board) else None,
                              "rows": board.to_dict(orient="records")}
     atomic_write_text(out_dir / "label_source_comparison.json",
-                      json.dumps(result, indent=2, default=_json))
+                      json.dumps(result, indent=2, default=json_default))
     return result
