@@ -1,7 +1,7 @@
 """The page registry: which pages exist, in which section, in which order.
 
 ``app.py`` builds ``st.navigation`` from :func:`sections`. A new page is a file in
-``app_pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
+``pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
 and neighbours go in ``EXPLORE``). Pages link to each other with
 ``st.switch_page(nav.path("loop_finder"), query_params={"track": track_id})``.
 """
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The folder is app_pages/, not pages/: Streamlit (1.67) treats a pages/ folder beside
-# app.py as an old-style multipage app and runs its files directly, bypassing
-# st.navigation, this router and the shared sidebar.
+# st.navigation is called on every run, so Streamlit ignores its automatic pages/ listing
+# and shows only the pages registered here (checked in a browser with Streamlit 1.67).
 
 
 @dataclass(frozen=True)
 class PageSpec:
-    """One page: its file under app_pages/, its title, a Material icon and URL path."""
+    """One page: its file under pages/, its title, a Material icon and URL path."""
 
     name: str
     title: str
@@ -25,7 +24,7 @@ class PageSpec:
 
     @property
     def path(self) -> str:
-        return f"app_pages/{self.name}.py"
+        return f"pages/{self.name}.py"
 
 
 #: Getting loops out of tracks (issue 12).
@@ -48,7 +47,7 @@ SECTIONS = {"Loops": LOOPS, "Explore": EXPLORE}
 
 
 def path(name: str) -> str:
-    """The app_pages/ file of a registered page (for st.switch_page / st.page_link)."""
+    """The pages/ file of a registered page (for st.switch_page / st.page_link)."""
     for specs in SECTIONS.values():
         for spec in specs:
             if spec.name == name:
