@@ -54,7 +54,7 @@ __all__ = [
     "track_chroma", "estimate_key", "segment_keys", "key_of_audio",
     "camelot_code", "open_key_code", "parse_camelot", "key_compatibility",
     "key_from_camelot", "key_scores", "track_key", "NO_CLEAR_KEY",
-    "key_evidence", "scale_fit", "evidence_scores", "EVIDENCE_WEIGHTS",
+    "key_evidence", "scale_fit", "note_presence", "evidence_scores", "EVIDENCE_WEIGHTS",
 ]
 
 #: The ``key`` string of an estimate that refuses to guess.
@@ -83,7 +83,9 @@ KEY_HOP_SECONDS = 2048 / 22050
 LOG_GAIN = 100.0
 
 #: Below this share of tonal energy the material has no key (drums, noise).
-MIN_TONAL_SHARE = 0.10
+#: Drum-only tracks measure under 0.003 (synthetic and General-MIDI kits);
+#: drum-heavy real mixes (MMA hip-hop) can sit as low as 0.08.
+MIN_TONAL_SHARE = 0.04
 #: Below this best profile correlation nothing fits: no key.
 MIN_CORRELATION = 0.55
 #: Below this coefficient of variation the averaged chroma is flat: no key.
@@ -652,6 +654,10 @@ MODAL_PENALTY = 0.05
 #: / "the ending" of a track or loop.
 OPENING_CHORD_SECONDS = 1.0
 EDGE_SECONDS = 4.0
+#: Log-energy range (natural-log units of the chroma, about 10 dB) below a
+#: frame's loudest pitch class within which a pitch class counts as a note
+#: (:func:`note_presence`).
+PRESENCE_RANGE = 1.2
 #: Frames whose tonality x energy is below this are skipped when finding
 #: where the music starts and ends (drum intros, silence, reverb tails).
 MIN_FRAME_ACTIVITY = 0.1
@@ -661,19 +667,23 @@ MIN_FRAME_ACTIVITY = 0.1
 #: 2-bar loops at track_weight 0.5: 0.68 exact without the track's scores,
 #: 0.87 with them).
 TRACK_SCORE_GAIN = 2.0
+#: With a track prior, a span's own evidence is scaled by its pitch-class
+#: cover (0 at one triad, 1 at a full scale), but never below this.
+SPAN_MIN_WEIGHT = 0.25
 
 #: Weights of the evidence terms (log-odds per unit), fitted as a
 #: conditional logit (softmax over the 24 keys) on the dev split of the
-#: General-MIDI key bench (bench/keybench/) plus the synthetic 24-key set;
+#: General-MIDI key bench (bench/keybench/) plus synthetic tracks (the 24-key
+#: set and half of the trap progressions of tests/test_key.py);
 #: held-out progressions and instruments are reported separately by
 #: bench/bench_key.py.
 EVIDENCE_WEIGHTS = {
-    "profile": 9.83,         # Pearson correlation with the key profile (whole chroma)
-    "scale": 47.28,          # minus the share of energy outside the key's scale
-    "opening_chord": 6.48,   # tonic triad's share of the first second of music
-    "opening_bass": 4.92,    # tonic's share of the bass in the first second
-    "opening": 2.60,         # tonic triad's share of the first 4 s
-    "ending": 5.91,          # tonic triad's share of the last 4 s
+    "profile": 8.60,         # Pearson correlation with the key profile (whole chroma)
+    "scale": 39.32,          # minus the share of notes outside the key's scale
+    "opening_chord": 7.55,   # tonic triad's share of the first second of music
+    "opening_bass": 4.70,    # tonic's share of the bass in the first second
+    "opening": 2.87,         # tonic triad's share of the first 4 s
+    "ending": 10.02,         # tonic triad's share of the last 4 s
 }
 
 
@@ -705,6 +715,25 @@ def scale_fit(chroma_vector) -> np.ndarray:
     return np.concatenate([major, minor])
 
 
+def note_presence(values: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
+    """(12,) share of (active) frames in which each pitch class sounds as a note.
+
+    A pitch class is present in a frame when its log energy is within
+    :data:`PRESENCE_RANGE` of the frame's loudest one; frames are weighted
+    by ``activity`` (tonality x energy). Unlike the mean chroma this ignores
+    quiet overtones (an organ's fifth partial of D is an F#) and counts a
+    chord heard in one bar out of four as fully as its loudness allows.
+    """
+    V = np.asarray(values, np.float64)
+    top = V.max(axis=0, keepdims=True)
+    pres = ((V >= top - PRESENCE_RANGE) & (top > 0)).astype(np.float64)
+    w = np.ones(V.shape[1]) if activity is None else np.asarray(activity, np.float64).reshape(-1)
+    tot = float(w.sum())
+    if tot <= 0:
+        return pres.mean(axis=1)
+    return pres @ w / tot
+
+
 def _triad_fit(v) -> np.ndarray:
     """(24,) share of the tonic triad of each key in ``v`` (chance = 0.25)."""
     return _TRIADS @ _shares(v) - 0.25
@@ -734,7 +763,7 @@ def _edges(values: np.ndarray, bass: np.ndarray | None, activity: np.ndarray | N
     return out
 
 
-def key_evidence(chroma_vector, edges: dict | None = None, *,
+def key_evidence(chroma_vector, edges: dict | None = None, *, presence=None,
                  profile: str = DEFAULT_PROFILE) -> dict[str, np.ndarray]:
     """The evidence terms for all 24 keys (each shape (24,), index as :func:`key_scores`).
 
@@ -745,6 +774,9 @@ def key_evidence(chroma_vector, edges: dict | None = None, *,
     edges : dict, optional
         12-bin chroma vectors "opening_chord", "opening", "ending" and
         "opening_bass" (bass register); missing terms are left out.
+    presence : array_like, shape (12,), optional
+        :func:`note_presence` of the frames: the "scale" term is then
+        measured on which notes sound rather than on the mean chroma.
     profile : str
         Key profile for the "profile" term.
 
@@ -752,11 +784,12 @@ def key_evidence(chroma_vector, edges: dict | None = None, *,
     -------
     dict
         "profile" (Krumhansl-Schmuckler correlation), "scale"
-        (:func:`scale_fit`), and, when given, "opening_chord", "opening",
+        (:func:`scale_fit` of ``presence``, else of the mean chroma), and, when given, "opening_chord", "opening",
         "ending" (tonic triad share) and "opening_bass" (tonic share in the
         bass). :data:`EVIDENCE_WEIGHTS` combines them.
     """
-    ev = {"profile": key_scores(chroma_vector, profile), "scale": scale_fit(chroma_vector)}
+    ev = {"profile": key_scores(chroma_vector, profile),
+          "scale": scale_fit(chroma_vector if presence is None else presence)}
     for name, vec in (edges or {}).items():
         if vec is None:
             continue
@@ -840,11 +873,19 @@ def estimate_key(chroma_values, *, tonal_share: float | None = None,
             raise ValueError(f"bass chroma shape {b.shape} differs from chroma {frames.shape}")
         act = None if activity is None else np.asarray(activity, np.float64).reshape(-1)
         edges = _edges(frames, b, act, float(frame_rate))
-    ev = key_evidence(v, edges, profile=profile)
+        presence = note_presence(frames, act)
+    else:
+        presence = None
+    ev = key_evidence(v, edges, presence=presence, profile=profile)
     w = EVIDENCE_WEIGHTS if weights is None else weights
     score = sum(w.get(name, 0.0) * term for name, term in ev.items())
+    spread = _pitch_class_spread(v)
     if prior_scores is not None:
-        score = score + np.asarray(prior_scores, np.float64).reshape(24)
+        # a span holding one triad has no key of its own: its evidence counts
+        # in proportion to how much of a scale it covers
+        notes = _pitch_class_spread(v if presence is None else presence)
+        own = float(np.clip((notes - 3.5) / 3.0, SPAN_MIN_WEIGHT, 1.0))
+        score = own * score + np.asarray(prior_scores, np.float64).reshape(24)
     order = np.argsort(score)[::-1]
     best, second = int(order[0]), int(order[1])
     r_max = float(ev["profile"].max())
@@ -857,7 +898,7 @@ def estimate_key(chroma_values, *, tonal_share: float | None = None,
     runner = f"{PITCH_CLASSES[second % 12]} {_MODES[second // 12]}"
     return KeyEstimate(tonic=tonic, mode=mode, key=f"{PITCH_CLASSES[tonic]} {mode}",
                        camelot=camelot_code(tonic, mode), open_key=open_key_code(tonic, mode),
-                       confidence=_confidence(prob, r_max, tonal_share, _pitch_class_spread(v)),
+                       confidence=_confidence(prob, r_max, tonal_share, spread),
                        correlation=float(ev["profile"][best]),
                        margin=margin, tonal_share=tonal_share, runner_up=runner)
 
@@ -868,9 +909,10 @@ def evidence_scores(chroma: Chroma, *, profile: str = DEFAULT_PROFILE,
     if chroma.n_frames == 0:
         return np.zeros(24)
     v = chroma.values.astype(np.float64)
+    act = _activity(chroma)
     edges = _edges(v, None if chroma.bass is None else chroma.bass.astype(np.float64),
-                   _activity(chroma), chroma.frame_rate)
-    ev = key_evidence(v.mean(axis=1), edges, profile=profile)
+                   act, chroma.frame_rate)
+    ev = key_evidence(v.mean(axis=1), edges, presence=note_presence(v, act), profile=profile)
     w = EVIDENCE_WEIGHTS if weights is None else weights
     return sum(w.get(name, 0.0) * term for name, term in ev.items())
 
