@@ -25,12 +25,26 @@ How the key is found
    energy that sits in those peaks (under 0.03 for drums, 0.3-1 for music;
    kick drums, whose sustained body is itself a low sine, are left out by
    starting at 150 Hz).
-2. :func:`estimate_key` averages the chroma over the frames it is given
-   (a whole track, or a loop's slice via :func:`segment_keys`) and correlates
-   it with the 24 rotations of a major and a minor key profile (Pearson, the
-   Krumhansl-Schmuckler method). The default profile is Albrecht & Shanahan
-   (2013); Krumhansl-Kessler, Temperley (1999, 2007) and Aarden-Essen are
-   available for comparison (``bench/bench_key.py`` measures them all).
+2. :func:`estimate_key` scores the 24 keys with a weighted sum of evidence
+   (:func:`key_evidence`, :data:`EVIDENCE_WEIGHTS`), what a listener uses
+   rather than a total-chroma profile match alone:
+
+   * the Pearson correlation of the mean chroma with a key profile
+     (Krumhansl-Schmuckler; default Albrecht & Shanahan 2013, others in
+     :data:`PROFILES` for comparison);
+   * the diatonic-set fit (:func:`scale_fit` of :func:`note_presence`):
+     the share of sounding notes outside each key's scale, so absent notes
+     count as much as present ones (I-V-vi-IV in C holds F and never F#:
+     not G major, however loud G and D are);
+   * where the music starts and lands: the tonic triad's share of the first
+     second of music and of the first and last 4 s, and the tonic's share of
+     the bass (:attr:`Chroma.bass`) under the opening chord. A loop cut on
+     the bar line opens on its bar-one chord.
+
+   The weights were fitted as a conditional logit on real General-MIDI
+   renders (bench/keybench/), so the winner's softmax share is a
+   calibrated-ish probability; it feeds the confidence. Loops
+   (:func:`segment_keys`) can lean on the whole track's evidence.
 3. It answers "no clear key" instead of guessing when the material has too
    little tonal energy (drums, noise), when the averaged chroma is flat, or
    when no key profile fits it (best correlation below
