@@ -61,6 +61,10 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
     df.insert(0, "candidate_id", np.arange(len(df), dtype=int))
     df["bpm"] = float(grid.bpm)
     df["beats_per_bar"] = int(grid.beats_per_bar)
+    # the track's grid, carried into every loop's metadata row
+    df["meter"] = grid.meter
+    df["tempo_confidence"] = round(float(grid.tempo_confidence), 3)
+    df["bar_confidence"] = round(float(grid.bar_confidence), 3)
     return df[CANDIDATE_COLUMNS]
 
 

@@ -139,7 +139,8 @@ class AnalysisConfig:
     n_fft, hop_length : int
         STFT size and hop for frame features (seed: 2048 / 512).
     beats_per_bar : int
-        Meter: 4 (default) or 3; 0 asks the engine to choose between them.
+        Meter: 0 (default) detects it (4/4 unless the music shows a bar of
+        three beats); 3 or 4 forces it.
     min_bpm, max_bpm : float
         DJ tempo range; half/double tempo estimates are folded into it.
     bars : tuple of int
@@ -159,12 +160,21 @@ class AnalysisConfig:
     openl3_weights : str, optional
         OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS, else an
         installed openl3 package).
+    bpm : float, optional
+        User correction: the track's tempo. The engine still finds the beats'
+        phase and the bar lines, on a constant grid at exactly this tempo
+        (the dashboard's "half" / "double" buttons set it).
+    downbeat_offset : int
+        User correction: shift bar one by this many beats (modulo the meter;
+        the dashboard's "shift bar" button).
     """
 
     sr: int = 22050
     n_fft: int = 2048
     hop_length: int = 512
-    beats_per_bar: int = setting(4, "meter: 4, 3, or 0 to let the engine choose", choices=(0, 3, 4))
+    beats_per_bar: int = setting(
+        0, "meter: 0 (default) detects it (4/4 unless the music is in three); 3 or 4 forces it",
+        choices=(0, 3, 4))
     min_bpm: float = setting(70.0, "lower end of the DJ tempo range")
     max_bpm: float = setting(180.0, "upper end of the DJ tempo range")
     bars: tuple = setting((1, 2, 4, 8), "loop lengths in bars, comma-separated", parse=parse_bars)
@@ -178,6 +188,11 @@ class AnalysisConfig:
     embedding_hop: float = setting(0.5, "seconds between embedding windows")
     openl3_weights: str | None = setting(
         None, "OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS)")
+    bpm: float | None = setting(
+        None, "fix the tempo (e.g. 128, or half/double of what was found); the engine still "
+        "finds the beats and bar lines on that grid", type=float)
+    downbeat_offset: int = setting(
+        0, "shift bar one by N beats when the bar lines are off (e.g. 1, 2, -1)")
 
     def __post_init__(self):
         if self.min_bpm <= 0 or self.max_bpm < self.min_bpm * 1.9:
@@ -187,6 +202,8 @@ class AnalysisConfig:
             raise ConfigError(f"bars must hold at least one length of 1 bar or more, got {self.bars}")
         if self.beats_per_bar not in (0, 3, 4):
             raise ConfigError(f"beats_per_bar must be 0 (choose), 3 or 4, got {self.beats_per_bar}")
+        if self.bpm is not None and not (20.0 <= self.bpm <= 400.0):
+            raise ConfigError(f"bpm must be between 20 and 400, got {self.bpm:g}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -45,6 +45,11 @@ CANDIDATES = (
     Column("bpm", "BPM", "candidates", "tempo over the loop"),
     Column("start_bar", "index", "candidates", "bar number of the start (0 = first full bar)"),
     Column("beats_per_bar", "beats", "candidates", "meter"),
+    Column("meter", "name", "candidates", "the track's time signature, e.g. '4/4'"),
+    Column("tempo_confidence", "0-1", "candidates",
+           "the track's tempo confidence (1 when the user fixed the tempo)"),
+    Column("bar_confidence", "0-1", "candidates",
+           "the track's bar-phase confidence (margin of bar one over the runner-up)"),
 )
 
 #: Added by the analysis runner: which track a row belongs to (the file's stem).

@@ -11,7 +11,8 @@ import pytest
 
 from regression_cases import CASES, FIXTURES, FROZEN_COLUMNS, compute
 
-EXACT = ["candidate_id", "bars", "start_bar", "beats_per_bar", "key", "camelot", "selected_rank"]
+EXACT = ["candidate_id", "bars", "start_bar", "beats_per_bar", "meter", "key", "camelot",
+         "selected_rank"]
 HINT = "if this change is meant to alter results: python tests/regenerate_regression_fixtures.py"
 
 

@@ -55,7 +55,10 @@ def run(args) -> int:
         if r.ok:
             cached = " (cached analysis)" if r.from_cache else ""
             emb = f", embedding {r.embedding_backend}" if r.embedding_backend != "none" else ""
-            print(f"ok     {r.path}: {r.bpm:.2f} BPM, key {r.key or '-'}, "
+            rh = r.rhythm or {}
+            print(f"ok     {r.path}: {r.bpm:.2f} BPM ({rh.get('meter', '?')}, tempo confidence "
+                  f"{rh.get('tempo_confidence', 0):.2f}, bar confidence "
+                  f"{rh.get('bar_confidence', 0):.2f}), key {r.key or '-'}, "
                   f"{r.n_exported} loops from {r.n_candidates} candidates{emb}{cached}")
             for w in r.warnings:
                 print(f"       warning: {w}")
