@@ -19,8 +19,21 @@ Front ends compared (each with every key profile in engine.key.PROFILES):
 * ``librosa-cqt``    librosa.feature.chroma_cqt (tuning estimated), the baseline;
 * ``librosa-stft``   librosa.feature.chroma_stft (tuning estimated).
 
+Real renders (skipped with a message when not built):
+
+* the General-MIDI key bench, ``bench/keybench/build_keybench.py`` ->
+  ``/tmp/looplab-keybench`` (FluidSynth + FluidR3_GM; dev and held-out test
+  split of progressions and instruments);
+* the MMA renders of the realbench dev set (``/tmp/looplab-devset/gt``,
+  every JSON with a ``key`` field).
+
+Each gets exact, MIREX-weighted and the confusion by interval (fifth up,
+fifth down, relative, parallel, other, no key) for the shipped estimator,
+the previous profile-only estimator and librosa chroma_cqt + Krumhansl
+(the baseline); fifth-up errors are also counted per 20 major-key tracks.
+
 Scores follow MIREX / mir_eval: exact 1, fifth above 0.5, relative 0.3,
-parallel 0.2. Loops (2- and 4-bar slices of each track) are scored with
+parallel 0.2 (a fifth *below* scores 0, as in mir_eval's default). Loops (2- and 4-bar slices of each track) are scored with
 the shipped method alone, with and without the whole-track prior. Timing is
 chroma + key for one 4-minute track, best of 3, against librosa chroma_cqt +
 Krumhansl in the same process.
@@ -64,6 +77,14 @@ def classify(tt, tm, et, em) -> str:
     if et == tt:
         return "parallel"
     return "other"
+
+
+def classify_real(tt, tm, et, em) -> str:
+    """Like :func:`classify`, with a fifth below told apart from "other"."""
+    c = classify(tt, tm, et, em)
+    if c == "other" and em == tm and (et - tt) % 12 == 5:
+        return "fifth-down"
+    return c
 
 
 def summarize(classes: list[str]) -> dict:
@@ -151,7 +172,16 @@ HEADER = (f"{'front end / profile':<34} {'n':>4} " + " ".join(f"{c:>7}" for c in
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 variants per key, 8 bars")
+    ap.add_argument("--real-only", action="store_true", help="only the real-render tables")
+    ap.add_argument("--no-real", action="store_true", help="skip the real-render tables")
+    ap.add_argument("--keybench", default="/tmp/looplab-keybench",
+                    help="GM key bench folder (bench/keybench/build_keybench.py)")
+    ap.add_argument("--devset", default="/tmp/looplab-devset/gt", help="realbench gt folder")
     args = ap.parse_args()
+    if not args.no_real:
+        real_tables(Path(args.keybench), Path(args.devset))
+    if args.real_only:
+        return 0
     n_bars, variants = (8, 2) if args.quick else (16, 4)
 
     t = time.perf_counter()
@@ -189,10 +219,10 @@ def main() -> int:
             if fe_name == "ours":
                 # the shipped estimate_key: same argmax plus its "no clear key" rule
                 cls = []
-                for it, (vals, share, _ch) in zip(data, feats):
-                    est = K.estimate_key(vals, tonal_share=share)
+                for it, (vals, share, ch) in zip(data, feats):
+                    est = K.track_key(ch)
                     cls.append(classify(it["tonic"], it["mode"], est.tonic, est.mode))
-                print(fmt_row(f"ours / {K.DEFAULT_PROFILE} + no-key rule", summarize(cls))
+                print(fmt_row("ours / evidence model + no-key rule", summarize(cls))
                       + "  <- shipped")
             if fe_name == "ours" and cond == "detuned 20-45 cents":
                 errs = [abs(ch.tuning_cents - it["cents"]) for it, (_v, _s, ch) in zip(data, feats)]
@@ -242,8 +272,9 @@ def main() -> int:
         fe = FRONT_ENDS[fe_name]
         ok = 0
         for y in drums:
-            vals, share, _ = fe(y)
-            ok += K.estimate_key(vals, tonal_share=share).key == K.NO_CLEAR_KEY
+            vals, share, ch = fe(y)
+            est = K.track_key(ch) if ch is not None else K.estimate_key(vals, tonal_share=share)
+            ok += est.key == K.NO_CLEAR_KEY
         print(f"  {fe_name:<14} {ok}/{len(drums)}")
 
     # ---- timing on a 4-minute track
@@ -279,6 +310,141 @@ def main() -> int:
     print(f"  librosa chroma_stft + Krumhansl   : {t_stft:6.3f} s  ({k_stft})")
     print(f"  speed-up vs baseline: hop 512 x{t_cqt / t_ours:.1f}, key_of_audio x{t_cqt / t_fast:.1f}")
     return 0
+
+
+# --------------------------------------------------------------------------- real renders
+
+REAL_CLASSES = ("exact", "fifth", "fifth-down", "relative", "parallel", "other", "none")
+
+
+def _load_real(folder: Path, pattern: str) -> list[dict]:
+    """Tracks with a ``key`` field: dicts (id, path, tonic, mode, split, family, meta)."""
+    import json
+
+    from engine.synth import parse_key
+
+    items = []
+    for jf in sorted(folder.glob(pattern)):
+        if jf.name in ("BUILD_INFO.json",):
+            continue
+        try:
+            meta = json.loads(jf.read_text())
+        except (OSError, ValueError):
+            continue
+        if "key" not in meta or "audio" not in meta:
+            continue
+        k = meta["key"]
+        tonal = parse_key(k["label"]) if k else None
+        items.append(dict(id=meta.get("id", jf.stem), path=folder / meta["audio"],
+                          tonic=tonal[0] if tonal else None, mode=tonal[1] if tonal else None,
+                          split=meta.get("split", "all"), family=meta.get("family", meta.get("style", "")),
+                          meta=meta))
+    return items
+
+
+def _real_row(label: str, cls: list[str], n_major: int, fifth_up_major: int) -> str:
+    n = max(len(cls), 1)
+    weighted = float(np.mean([WEIGHTS.get(c, 0.0) for c in cls])) if cls else 0.0
+    per20 = 20.0 * fifth_up_major / n_major if n_major else float("nan")
+    return (f"  {label:<34} {len(cls):>4} {cls.count('exact') / n:>6.3f} {weighted:>7.3f} "
+            + " ".join(f"{cls.count(c):>6d}" for c in REAL_CLASSES[1:]) + f" {per20:>9.2f}")
+
+
+REAL_HEADER = (f"  {'set / method':<34} {'n':>4} {'exact':>6} {'mirex':>7} "
+               + " ".join(f"{c[:6]:>6}" for c in REAL_CLASSES[1:]) + f" {'5up/20maj':>9}")
+
+
+def real_tables(keybench: Path, devset: Path) -> None:
+    """Real-render tables: shipped estimator, profile-only estimator, librosa baseline."""
+    import librosa
+    import soundfile as sf
+    import soxr
+
+    sets = []
+    if (keybench / "BUILD_INFO.json").exists():
+        kb = _load_real(keybench, "*.json")
+        for split in ("dev", "test"):
+            sets.append((f"GM key bench, {split}{' (held out)' if split == 'test' else ''}",
+                         [it for it in kb if it["split"] == split]))
+    else:
+        print(f"\n== Real renders: GM key bench not built ({keybench}/BUILD_INFO.json missing); "
+              f"build it with: python bench/keybench/build_keybench.py {keybench}")
+    if (devset / "manifest.csv").exists():
+        sets.append(("realbench MMA renders", _load_real(devset, "*.json")))
+    else:
+        print(f"\n== Real renders: realbench dev set not built ({devset}/manifest.csv missing); "
+              f"see ../shared/realbench/README.md")
+    if not sets:
+        return
+
+    def load(path):
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        y = y.mean(axis=1)
+        return soxr.resample(y, sr, SR).astype(np.float32) if sr != SR else y
+
+    def krumhansl(y):
+        c = librosa.feature.chroma_cqt(y=y, sr=SR, hop_length=512)
+        best = int(np.argmax(K.key_scores(c.mean(axis=1), "krumhansl")))
+        return best % 12, "major" if best < 12 else "minor"
+
+    hop = int(round(SR * K.KEY_HOP_SECONDS))
+    methods = ("shipped (evidence model)", "profile only (previous)", "librosa cqt + Krumhansl")
+    for name, items in sets:
+        tonal = [it for it in items if it["tonic"] is not None]
+        drums = [it for it in items if it["tonic"] is None]
+        cls = {m: [] for m in methods}
+        fam: dict = {}
+        conf_rows = []
+        loop_cls = {2: [], 4: []}
+        nokey = 0
+        for it in tonal + drums:
+            y = load(it["path"])
+            ch = K.track_chroma(y, SR, hop_length=hop)
+            ours = K.track_key(ch)
+            if it["tonic"] is None:
+                nokey += ours.key == K.NO_CLEAR_KEY
+                continue
+            prev = K.estimate_key(ch.values, tonal_share=ch.tonal_share(), weights={"profile": 1.0})
+            base = krumhansl(y)
+            for m, (et, em) in zip(methods, ((ours.tonic, ours.mode), (prev.tonic, prev.mode), base)):
+                c = classify_real(it["tonic"], it["mode"], et, em)
+                cls[m].append((c, it["mode"]))
+                if m == methods[0]:
+                    fam.setdefault(it["family"], []).append(c)
+                    conf_rows.append((ours.confidence, c))
+            meta = it["meta"]
+            if "pickup_beats" in meta:            # key bench: loops on the known bar grid
+                bpm, meter = float(meta["bpm"]), int(str(meta["meter"])[0])
+                t0, bar = meta["pickup_beats"] * 60.0 / bpm, meter * 60.0 / bpm
+                for bars in (2, 4):
+                    starts = [t0 + b * bar for b in range(0, int(meta["n_bars"]) - bars + 1, 2)]
+                    for e in K.segment_keys(ch, starts, [s + bars * bar for s in starts],
+                                            track_weight=0.5):
+                        loop_cls[bars].append(classify_real(it["tonic"], it["mode"], e.tonic, e.mode))
+        print(f"\n== Real renders: {name} ({len(tonal)} tonal tracks"
+              f"{f', {len(drums)} drum-only' if drums else ''})")
+        print(REAL_HEADER)
+        for m in methods:
+            cs = [c for c, _ in cls[m]]
+            n_major = sum(1 for _, mode in cls[m] if mode == "major")
+            fifth_up_major = sum(1 for c, mode in cls[m] if mode == "major" and c == "fifth")
+            print(_real_row(m, cs, n_major, fifth_up_major)
+                  + ("  <- baseline" if m.startswith("librosa") else ""))
+        if drums:
+            print(f"  drum-only tracks answered 'no clear key' (shipped): {nokey}/{len(drums)}")
+        if len(fam) > 1:
+            print("  shipped, by family: " + "; ".join(
+                f"{f} {c.count('exact')}/{len(c)}" for f, c in sorted(fam.items())))
+        edges = (0.0, 0.4, 0.6, 0.8, 1.01)
+        bins = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = [c for conf, c in conf_rows if lo <= conf < hi]
+            if sel:
+                bins.append(f"[{lo:.1f},{min(hi, 1.0):.1f}) {sel.count('exact')}/{len(sel)}")
+        print("  shipped, exact by confidence: " + "; ".join(bins))
+        for bars, lc in loop_cls.items():
+            if lc:
+                print(_real_row(f"{bars}-bar loops, track_weight=0.5", lc, 0, 0)[:-10])
 
 
 if __name__ == "__main__":

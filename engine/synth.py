@@ -75,6 +75,26 @@ def parse_key(key) -> tuple[int, str] | None:
     return names.index(up), mode
 
 
+#: Roman numerals -> semitones above the tonic (degrees of the major scale).
+CHORD_NUMERALS = {"I": 0, "II": 2, "III": 4, "IV": 5, "V": 7, "VI": 9, "VII": 11}
+
+
+def parse_numeral(chord: str) -> tuple[int, int]:
+    """``"vi"`` -> (9, 3): root semitones above the tonic and the third (4 major, 3 minor).
+
+    Upper case is a major triad, lower case minor; a leading "b" or "#"
+    moves the root a semitone (``"bVII"`` -> (10, 4)).
+    """
+    text = str(chord).strip()
+    shift = 0
+    if text[:1] in ("b", "#"):
+        shift = -1 if text[0] == "b" else 1
+        text = text[1:]
+    if text.upper() not in CHORD_NUMERALS or not (text.isupper() or text.islower()):
+        raise ValueError(f"not a Roman-numeral chord: {chord!r}")
+    return (CHORD_NUMERALS[text.upper()] + shift) % 12, 4 if text.isupper() else 3
+
+
 def key_name(tonic: int, mode: str) -> str:
     """(9, "minor") -> "A minor"."""
     return f"{PITCH_CLASSES[int(tonic) % 12]} {mode}"
@@ -286,8 +306,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 key="A minor", timbre: str = "pad", instruments=("drums", "bass", "chords"),
                 lead_in_beats: int = 1, lead_in_silence: float = 0.25,
                 tail_seconds: float = 1.0, sr: int = 44100, stereo: bool = True,
-                seed: int = 0, level_db: float = -6.0, return_stems: bool = False
-                ) -> SynthTrack:
+                seed: int = 0, level_db: float = -6.0, return_stems: bool = False,
+                progression=None) -> SynthTrack:
     """Generate a multi-section track and its ground truth.
 
     Parameters
@@ -332,6 +352,14 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     return_stems : bool
         Also return each part's mono signal (same gain as the mix) in
         ``meta["stems"]``.
+    progression : sequence of str, optional
+        One chord per bar, cycled through every section instead of the
+        diatonic :data:`PROGRESSIONS`: Roman numerals relative to the key's
+        tonic, upper case major and lower case minor, "b" for a flattened
+        degree of the major scale (:data:`CHORD_NUMERALS`), e.g.
+        ``("I", "V", "vi", "IV")``, ``("i", "bVI", "bIII", "bVII")`` or the
+        mixolydian ``("I", "bVII", "IV", "I")``. For key tests on
+        progressions that trap profile matching.
 
     Returns
     -------
@@ -358,6 +386,9 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     n_sections = int(np.ceil(n_bars / section_bars))
     section_patterns = [patterns[s % len(patterns)] for s in range(n_sections)]
     tonal = parse_key(key)
+    chords = None if progression is None else [parse_numeral(c) for c in progression]
+    if chords is not None and not chords:
+        raise ValueError("progression must hold at least one chord")
 
     kick, snare = _kick(sr, rng), _snare(sr, rng)
     hat, ohat, crash = _hat(sr, rng, 0.025), _hat(sr, rng, 0.14), _crash(sr, rng)
@@ -410,13 +441,19 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                     _place(stems["drums"], ohat, at(step_time(bar, s)), 0.45, -0.35)
         if tonal is not None:
             tonic, mode = tonal
-            prog = PROGRESSIONS[mode][sec % len(PROGRESSIONS[mode])]
-            degree = prog[bar % len(prog)]
-            scale = _SCALES[mode]
-            root_pc = (tonic + scale[degree]) % 12
-            triad = [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
-            if mode == "minor" and degree == 4:   # harmonic minor: major dominant
-                triad[1] += 1
+            if chords is not None:
+                root, third = chords[bar % len(chords)]
+                root_pc = (tonic + root) % 12
+                low = root - (12 if root > 7 else 0)
+                triad = [low, low + third, low + 7]
+            else:
+                prog = PROGRESSIONS[mode][sec % len(PROGRESSIONS[mode])]
+                degree = prog[bar % len(prog)]
+                scale = _SCALES[mode]
+                root_pc = (tonic + scale[degree]) % 12
+                triad = [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+                if mode == "minor" and degree == 4:   # harmonic minor: major dominant
+                    triad[1] += 1
             bar_start = at(step_time(bar, 0))
             bar_len = at(t0 + (bar + 1) * beats_per_bar * beat_sec) - bar_start
             if "chords" in instruments:
