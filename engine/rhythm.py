@@ -1,26 +1,29 @@
 """Tempo, beats and bar lines (downbeats).
 
-The pipeline, in four steps:
+The pipeline (:func:`analyse_rhythm`):
 
-1. **Beats** come from librosa's dynamic-programming beat tracker on a
-   spectral-flux onset envelope. Its tempo is folded into the DJ range and
-   half/double ambiguities are settled by :func:`_choose_octave`.
-2. **Beat grid**: most DJ material is played to a click, so a straight line
-   (constant tempo) is fitted through the tracked beats by robust least
-   squares. When the residuals are small the fitted grid replaces the tracked
-   beats (sub-millisecond tempo, no jitter); when they are not (live drummer,
-   tempo changes) the tracked beats are kept.
-3. **Phase refinement**: beat times from a 23 ms hop are coarse, so the grid's
-   phase is refined on a fine (1.5 ms) attack envelope.
-4. **Bar phase**: which beat of the bar is "one". librosa finds beats, not
-   bars. For each candidate phase we average cues measured on every beat:
-   harmonic change (chords and bass move on the bar line), low-frequency
-   attacks (kick, bass notes), and the backbeat (snare on 2 and 4 means the
-   beat before a snare is more likely a "one" or "three"). The phase with the
-   best score wins; its margin over the runner-up is the bar confidence.
+1. **Tempo** from the periodicity spectrum of the onset envelopes
+   (:mod:`engine.tempo`): a harmonic comb over the whole track picks the beat
+   level and rejects 2/3 and 3/2 readings (a bar-periodic rhythm has no line
+   there); backbeat, kick and a mild prior settle half/double. The user can
+   fix it (``AnalysisConfig.bpm``).
+2. **Beat grid**: the period and phase whose comb best fits the onsets of the
+   whole track (continuous, refined to parts per million, not a lag bin).
+   When librosa's tracked beats do not keep one position against that grid
+   the tempo moves, and the tracked beats (re-tracked with a looser tempo
+   constraint) are kept instead.
+3. **Beat or off-beat**: the comb's strongest pulse may be the off-beat
+   (disco hats, reggae skanks); onset levels in three bands, the kick/snare
+   alternation and harmonic change decide (:func:`_offbeat_choice`). The
+   phase is then refined on the fine attack envelope folded over the track.
+4. **Meter**: 4/4 unless the spectrum shows triple bar lines
+   (:func:`engine.tempo.meter_evidence`); ``beats_per_bar`` 3 or 4 forces it.
+5. **Bar phase**: which beat is "one", from kick, beat-to-beat and
+   bar-to-bar harmonic change, and backbeat cues; its margin over the
+   runner-up is the bar confidence. ``downbeat_offset`` shifts it.
 
-Measured on generated tracks (``tests/test_rhythm.py`` and
-``bench/bench_extract.py``).
+Measured on generated tracks (``tests/test_rhythm.py``, ``bench/bench_rhythm.py``)
+and on real renders (``bench/bench_rhythm_real.py``).
 """
 from __future__ import annotations
 
@@ -31,9 +34,31 @@ import numpy as np
 from .config import AnalysisConfig
 from .errors import AnalysisError
 
-#: Largest RMS residual (s) of tracked beats around a straight grid for the
-#: grid to be trusted as constant-tempo.
-GRID_RESIDUAL_MAX = 0.025
+#: Phase concentration (resultant length, modulo a quarter beat) of the
+#: tracked beats against the comb grid above which the track is taken as
+#: constant-tempo.
+GRID_AGREEMENT_MIN = 0.5
+
+#: Beat-tracker tightness when the tempo is not constant (librosa's default
+#: is 100; lower follows tempo changes more freely).
+TRACK_TIGHTNESS_VARIABLE = 100
+
+#: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
+#: three beats; the 4/4 prior sits in the offset (measured separation on the
+#: realbench renders: 4/4 tracks <= -1.05, waltzes >= -0.14).
+METER_THRESHOLD = -0.6
+
+#: Weight of the "snare on the beat after one" cue in :func:`bar_phase_scores`.
+BACKBEAT_W = 0.35
+
+#: Weights of the beat-to-beat and the bar-to-bar harmonic change cues in
+#: :func:`bar_phase_scores` (scaled by how tonal the track is).
+BEAT_CHANGE_W = 1.0
+BAR_CHANGE_W = 1.5
+
+#: A grid beat up to this many seconds before the start of the audio is kept
+#: (clipped to 0 s) as the first beat.
+EARLY_FIRST_BEAT = 0.03
 
 #: Frequency bands (Hz) of the band-limited onset envelopes.
 ONSET_BANDS = {"low": (30.0, 200.0), "mid": (180.0, 2500.0)}
@@ -68,6 +93,16 @@ class RhythmGrid:
         True if the beats are a fitted straight grid.
     tempo_candidates : dict
         Octave candidates considered and their scores.
+    tempo_confidence : float
+        In [0, 1]: how clearly the chosen tempo beats the alternative
+        metrical levels (1 when the user fixed the tempo).
+    meter_confidence : float
+        In [0, 1]: how clearly the detected meter beats the other (1 when the
+        meter was forced).
+    downbeat_offset : int
+        User shift of bar one, in beats, already applied to ``downbeats``.
+    bpm_fixed : bool
+        True when the tempo was given by the user (``AnalysisConfig.bpm``).
     """
 
     bpm: float
@@ -79,6 +114,15 @@ class RhythmGrid:
     bar_confidence: float
     constant_tempo: bool
     tempo_candidates: dict = field(default_factory=dict)
+    tempo_confidence: float = 0.0
+    meter_confidence: float = 0.0
+    downbeat_offset: int = 0
+    bpm_fixed: bool = False
+
+    @property
+    def meter(self) -> str:
+        """Time signature as reported to users, e.g. ``"4/4"``."""
+        return f"{self.beats_per_bar}/4"
 
     @property
     def beat_period(self) -> float:
@@ -208,105 +252,31 @@ def fold_tempo(bpm: float, min_bpm: float, max_bpm: float) -> float:
     return float(bpm)
 
 
-def _acf(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean()
-    n = len(x)
-    f = np.fft.rfft(x, 2 * n)
-    r = np.fft.irfft(f * np.conj(f))[:n]
-    return r / (r[0] + 1e-12)
-
-
-def _acf_at(r: np.ndarray, lag: float) -> float:
-    """Autocorrelation at a fractional lag (max over neighbouring bins)."""
-    i = int(round(lag))
-    lo, hi = max(1, i - 1), min(len(r) - 1, i + 1)
-    return float(r[lo:hi + 1].max()) if hi >= lo else 0.0
-
-
-def in_range(bpm: float, min_bpm: float, max_bpm: float, slack: float = 0.015) -> bool:
-    """True if ``bpm`` lies in the DJ range, with a little slack at both ends
-    (a 70 BPM track whose first estimate reads 69.8 must stay at 70)."""
-    return min_bpm * (1 - slack) <= bpm < max_bpm * (1 + slack)
-
-
-def _choose_octave(bpm: float, od: OnsetData, cfg: AnalysisConfig) -> tuple[float, dict]:
-    """Pick among bpm/2, bpm, 2*bpm (those inside the DJ range).
-
-    Cues are autocorrelations of onset envelopes at lags set by the
-    candidate beat period P:
-
-    * kick/bass contrast: low-band periodicity at P minus that at P/2. Kicks
-      and bass notes mark beats; if the low band also repeats every half
-      period, the candidate is too slow (its "beats" are every other beat),
-      and if it repeats at P but not at P/2 the candidate is the beat;
-    * full-band periodicity at P, minus the excess of the half-period
-      periodicity over it (hats on every 8th note do not make a beat).
-
-    A mild log-normal prior centred on the range's geometric middle breaks
-    near ties (halftime grooves stay ambiguous by nature).
-    """
-    r_full, r_low = _acf(od.envelope), _acf(od.low)
-    centre = np.sqrt(cfg.min_bpm * cfg.max_bpm)
-    scores = {}
-    for cand in (bpm / 2.0, bpm, bpm * 2.0):
-        if not in_range(cand, cfg.min_bpm, cfg.max_bpm):
-            continue
-        lag = 60.0 / cand * od.fps
-        kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
-        full = _acf_at(r_full, lag) - 0.5 * max(0.0, _acf_at(r_full, lag / 2.0) - _acf_at(r_full, lag))
-        prior = -0.5 * np.log2(cand / centre) ** 2
-        scores[round(cand, 3)] = float(0.6 * kick + 0.3 * full + 0.1 * prior)
-    if not scores:
-        return bpm, {}
-    best = max(scores, key=scores.get)
-    return float(best), scores
-
-
 # --------------------------------------------------------------------------- grid
 
-def _fit_grid(beat_times: np.ndarray) -> tuple[float, float, np.ndarray, float]:
-    """Robust straight-line fit t_k = t0 + k * period.
+def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025) -> float:
+    """Beat time near ``t`` where the fine attack envelope, folded at
+    ``period`` over the whole track, peaks (within ``window`` s).
 
-    Returns (t0, period, indices, rms_residual). Beats that the tracker
-    skipped or doubled are handled by assigning each beat its nearest grid
-    index before the final fit.
+    The comb phase comes from 23 ms frames; attacks folded over hundreds of
+    beats locate the grid to a couple of milliseconds, and the narrow window
+    keeps the refinement on this beat rather than a neighbouring subdivision.
     """
-    ibi = np.diff(beat_times)
-    period = float(np.median(ibi))
-    # unwrap beat indices interval by interval: robust to skipped or doubled beats
-    k = np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(ibi / period)))])
-    keep = np.ones(len(k), bool)
-    for _ in range(4):
-        A = np.vstack([np.ones(keep.sum()), k[keep]]).T
-        (t0, period), *_ = np.linalg.lstsq(A, beat_times[keep], rcond=None)
-        resid = beat_times - (t0 + k * period)
-        mad = np.median(np.abs(resid - np.median(resid))) + 1e-4
-        keep = np.abs(resid - np.median(resid)) < max(4 * mad, 0.015)
-        if keep.sum() < 2:
-            keep[:] = True
-            break
-    resid = beat_times[keep] - (t0 + k[keep] * period)
-    return float(t0), float(period), k, float(np.sqrt(np.mean(resid ** 2)))
-
-
-def _refine_phase(times: np.ndarray, od: OnsetData, max_shift: float = 0.035) -> float:
-    """Shift (s) that best aligns ``times`` with fine attack peaks."""
-    fine = od.fine
     fps = od.sr / od.fine_hop
-    shifts = np.arange(-max_shift, max_shift + 1e-9, 0.5 / fps)
-    # smooth slightly so neighbouring frames vote together
-    kern = np.array([0.25, 0.5, 1.0, 0.5, 0.25], np.float32)
-    sm = np.convolve(fine, kern, mode="same")
-    best, best_val = 0.0, -1.0
-    for s in shifts:
-        idx = np.round((times + s) * fps).astype(int)
-        idx = idx[(idx >= 0) & (idx < len(sm))]
-        if idx.size == 0:
-            continue
-        v = float(sm[idx].mean())
-        if v > best_val + 1e-9:
-            best, best_val = float(s), v
-    return best
+    n_bins = max(16, int(round(period * fps)))
+    fine = od.fine
+    ph = ((np.arange(len(fine)) / fps - t) / period) % 1.0
+    b = (ph * n_bins).astype(int) % n_bins
+    h = np.bincount(b, weights=fine, minlength=n_bins) / np.maximum(1, np.bincount(b, minlength=n_bins))
+    kern = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
+    h = np.convolve(np.r_[h[-2:], h, h[:2]], kern, mode="same")[2:-2]
+    w = int(round(window / period * n_bins))
+    cand = np.r_[np.arange(0, w + 1), np.arange(n_bins - w, n_bins)]
+    k = int(cand[np.argmax(h[cand])])
+    off = (k + 0.5) / n_bins * period
+    if off > period / 2:
+        off -= period
+    return float(t + off)
 
 
 def _beat_confidence(times: np.ndarray, od: OnsetData) -> float:
@@ -386,16 +356,38 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         # chords and bass, ~1 for drums alone; measured on generated tracks)
         ratio = float(np.mean(norm) / (20.0 * np.mean(od.envelope) + 1e-9))
         tonal = float(np.clip((ratio - 1.5) / 3.0, 0.0, 1.0))
-        cues.append((2.0 * tonal, _z(change)))
+        cues.append((BEAT_CHANGE_W * tonal, _z(change)))
+        bar_change = _z(np.array([_bar_change(bc, beats_per_bar, p)
+                                  for p in range(beats_per_bar)]))
     sn = at_beats(od.mid if snare_env is None else snare_env)
     # backbeat: snare on the beat after "one" (and after "three")
     nxt = np.append(sn[1:], sn[-1])
-    cues.append((0.7, _z(nxt - sn)))
+    cues.append((BACKBEAT_W, _z(nxt - sn)))
     scores = np.zeros(beats_per_bar)
     for w, c in cues:
         for p in range(beats_per_bar):
             scores[p] += w * float(np.mean(c[p::beats_per_bar])) if c[p::beats_per_bar].size else 0
+    if chroma is not None and chroma_fps and n > 2:
+        scores += BAR_CHANGE_W * tonal * bar_change
     return scores
+
+
+def _bar_change(bc: np.ndarray, beats_per_bar: int, p: int) -> float:
+    """Mean harmonic change across the bar lines of phase ``p``: cosine
+    distance between the chroma of the bar before and the bar after each
+    line. Whole-bar windows make it robust to chords pushed an eighth early
+    (anticipations), which fool a beat-to-beat comparison."""
+    n = bc.shape[1]
+    m = beats_per_bar
+    cs = np.cumsum(np.pad(bc, ((0, 0), (1, 0))), axis=1)
+    k = np.arange(p, n, m)
+    k = k[(k - m >= 0) & (k + m <= n)]
+    if k.size == 0:
+        return 0.0
+    a = (cs[:, k] - cs[:, k - m]).T
+    b = (cs[:, k + m] - cs[:, k]).T
+    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+    return float(np.mean(1.0 - cos))
 
 
 # --------------------------------------------------------------------------- main
@@ -412,7 +404,9 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         Mono signal at ``sr``.
     sr : int
     config : AnalysisConfig
-        Uses ``min_bpm``, ``max_bpm``, ``beats_per_bar``, ``hop_length``, ``n_fft``.
+        Uses ``min_bpm``, ``max_bpm``, ``beats_per_bar`` (0 detects the meter),
+        ``bpm`` (fixes the tempo), ``downbeat_offset`` (shifts bar one),
+        ``hop_length``, ``n_fft``.
     onsets : OnsetData, optional
         Precomputed envelopes (see :func:`onset_data`).
     chroma, chroma_fps : optional
@@ -433,52 +427,84 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     """
     import librosa
 
+    from . import tempo as tempomod
+
     where = f"{path}: " if path else ""
     od = onsets or onset_data(y, sr, n_fft=config.n_fft, hop_length=config.hop_length)
     duration = len(y) / sr
     if od.envelope.max() <= 1e-8:
         raise AnalysisError(f"{where}no rhythmic onsets found (is it a drone or silence?)")
 
-    # librosa's tempogram costs ~15 kB per frame: on a 60-minute mix that is
-    # gigabytes, so the global tempo is read from at most the middle
-    # TEMPO_WINDOW seconds, then the beat tracker runs on the whole envelope
     env = od.envelope
-    m = int(TEMPO_WINDOW * od.fps)
-    mid = env if len(env) <= m else env[(len(env) - m) // 2:(len(env) + m) // 2]
-    tempo0 = float(np.atleast_1d(librosa.feature.tempo(
-        onset_envelope=mid, sr=sr, hop_length=od.hop_length,
-        start_bpm=np.sqrt(config.min_bpm * config.max_bpm)))[0])
-    if not np.isfinite(tempo0) or tempo0 <= 0:
-        raise AnalysisError(f"{where}no steady pulse found")
+    fixed = config.bpm is not None
+    if fixed:
+        if not (np.isfinite(config.bpm) and 20.0 <= config.bpm <= 400.0):
+            raise AnalysisError(f"{where}bpm must be between 20 and 400, got {config.bpm}")
+        bpm = float(config.bpm)
+        cands, tempo_conf = {round(bpm, 3): 1.0}, 1.0
+    else:
+        # the periodicity spectrum of the middle TEMPO_WINDOW seconds (a
+        # 60-minute mix would otherwise cost a long FFT for nothing)
+        m = int(TEMPO_WINDOW * od.fps)
+        lo = 0 if len(env) <= m else (len(env) - m) // 2
+        est = tempomod.estimate_tempo(env[lo:lo + m], od.low[lo:lo + m], od.mid[lo:lo + m],
+                                      od.fps, config.min_bpm, config.max_bpm)
+        if not np.isfinite(est.bpm) or est.bpm <= 0:
+            raise AnalysisError(f"{where}no steady pulse found")
+        bpm, cands, tempo_conf = est.bpm, est.candidates, est.confidence
     _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
-                                             bpm=tempo0, trim=False)
-    folded = fold_tempo(tempo0, config.min_bpm, config.max_bpm)
-    bpm, cands = _choose_octave(folded, od, config)
-    if abs(bpm - tempo0) / bpm > 0.04 or len(beat_frames) < 4:
-        _, beat_frames = librosa.beat.beat_track(onset_envelope=od.envelope, sr=sr,
-                                                 hop_length=od.hop_length, bpm=bpm, trim=False,
-                                                 tightness=400)
+                                             bpm=bpm, trim=False, tightness=400)
     beat_times = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
     if len(beat_times) < 2:
         raise AnalysisError(f"{where}too few beats found")
 
-    # constant-tempo grid
-    t0, period, _, resid = _fit_grid(beat_times)
-    constant = resid < GRID_RESIDUAL_MAX and abs(60.0 / period - bpm) / bpm < 0.1
+    # constant-tempo grid: the period and phase whose comb best fits the
+    # onsets of the whole track (continuous, refined around the estimate)
+    comb_env = tempomod.novelty(env, od.fps) + tempomod.novelty(od.low, od.fps)
+    if fixed:
+        period = 60.0 / bpm
+        phase, _ = tempomod.best_phase(comb_env, od.fps, period, bins=64)
+    else:
+        period, phase = tempomod.refine_period(comb_env, od.fps, 60.0 / bpm)
+    grid = np.arange(phase, duration, period)
+    # the grid is trusted when the tracked beats keep one position against it
+    # (modulo a quarter beat: the tracker may sit on off-beats or 16ths);
+    # when the tempo moves, their phase against any straight grid wanders
+    ph = (beat_times - phase) / period
+    agree = float(np.abs(np.mean(np.exp(2j * np.pi * 4.0 * ph))))
+    constant = fixed or agree >= GRID_AGREEMENT_MIN
     if constant:
         bpm = 60.0 / period
-        first = t0 - np.floor((t0 + 1e-9) / period) * period
-        beats = np.arange(first, duration - 0.5 * period, period)
-        beats = beats + _refine_phase(beats, od)
-        beats = beats[(beats >= 0) & (beats < duration)]
+        beats0 = grid
     else:
-        beats = beat_times
-        bpm = float(60.0 / np.median(np.diff(beats)))
+        # the tempo moves: track beats with a looser tempo constraint so the
+        # tracker can follow it, and report the tempo of the middle of the track
+        _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr,
+                                                 hop_length=od.hop_length, bpm=bpm, trim=False,
+                                                 tightness=TRACK_TIGHTNESS_VARIABLE)
+        tracked = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
+        if len(tracked) >= 4:
+            beat_times = tracked
+        beats0 = beat_times
+        bpm = float(60.0 / np.median(np.diff(beat_times)))
+
+    # which of the beat or the off-beat is the beat, the meter, and bar one
     beats_per_bar = config.beats_per_bar
+    meter_conf = 1.0
     if beats_per_bar == 0:
-        s3 = bar_phase_scores(beats, od, 3, chroma, chroma_fps, snare_env)
-        s4 = bar_phase_scores(beats, od, 4, chroma, chroma_fps, snare_env)
-        beats_per_bar = 3 if (s3.max() - np.median(s3)) > (s4.max() - np.median(s4)) else 4
+        ev = tempomod.meter_evidence(env, od.low, od.mid, od.fps, bpm) - METER_THRESHOLD
+        beats_per_bar = 3 if ev > 0 else 4
+        meter_conf = float(np.clip(abs(ev) / 1.0, 0.0, 1.0))
+    beats = beats0
+    if constant:
+        shift = _offbeat_choice(beats0, period, od, chroma, chroma_fps)
+        beats = beats0 + shift
+        beats = beats + _fold_refine(beats[0], period, od) - beats[0]
+        first = beats[0] - np.floor(beats[0] / period) * period
+        if first - period > -EARLY_FIRST_BEAT:        # a beat a hair before 0 s is the first beat
+            first -= period
+        beats = np.arange(first, duration - 0.5 * period, period)
+        beats = np.maximum(beats[(beats > -EARLY_FIRST_BEAT) & (beats < duration)], 0.0)
     bar_len = beats_per_bar * 60.0 / bpm
     if duration < bar_len * 0.98 or len(beats) < beats_per_bar:
         raise AnalysisError(f"{where}too short for one bar ({duration:.2f} s; a {beats_per_bar}-beat "
@@ -488,10 +514,54 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     srt = np.sort(scores)
     spread = float(np.ptp(scores)) + 1e-9
     bar_conf = float(np.clip((srt[-1] - srt[-2]) / spread, 0, 1)) if len(srt) > 1 else 1.0
+    offset = int(config.downbeat_offset)
+    phase = (phase + offset) % beats_per_bar
     return RhythmGrid(bpm=float(bpm), beats=beats, downbeats=beats[phase::beats_per_bar],
                       beats_per_bar=beats_per_bar, bar_phase=phase,
                       confidence=_beat_confidence(beats, od), bar_confidence=bar_conf,
-                      constant_tempo=bool(constant), tempo_candidates=cands)
+                      constant_tempo=bool(constant), tempo_candidates=cands,
+                      tempo_confidence=float(tempo_conf),
+                      meter_confidence=meter_conf, downbeat_offset=offset, bpm_fixed=fixed)
+
+
+def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
+                    chroma: np.ndarray | None, chroma_fps: float | None) -> float:
+    """0 or half a period: whether the comb's strongest pulse is the beat or
+    the off-beat.
+
+    Five cues, comparing the candidate beats with the other candidate: onset
+    strength in the full, low (kicks, bass notes) and mid (snares, chords)
+    bands as log-ratios; the backbeat (:func:`engine.tempo.alternation`: kick and
+    snare alternate on beats, not on off-beats); and harmonic change between
+    consecutive beat intervals (chords change on beats; intervals cut across
+    the off-beats mix two chords).
+    """
+    half = period / 2.0
+
+    def level(env, times):
+        idx = np.round(times * od.fps).astype(int)
+        idx = idx[(idx >= 1) & (idx < len(env) - 1)]
+        if idx.size == 0:
+            return 1e-9
+        return float(np.mean(np.maximum(np.maximum(env[idx - 1], env[idx]), env[idx + 1]))) + 1e-9
+
+    from .tempo import alternation, novelty
+
+    on, off = beats, beats + half
+    score = 0.5 * np.log(level(od.envelope, on) / level(od.envelope, off))
+    nl, nm = novelty(od.low, od.fps), novelty(od.mid, od.fps)
+    score += 2.0 * (alternation(nl, nm, od.fps, on) - alternation(nl, nm, od.fps, off))
+    score += 0.5 * np.log(level(od.low, on) / level(od.low, off))
+    score += 0.5 * np.log(level(od.mid, on) / level(od.mid, off))
+    if chroma is not None and chroma_fps and len(beats) > 8:
+        def change(times):
+            bc = _beat_sync_chroma(chroma, chroma_fps, times)
+            bc = bc / (np.linalg.norm(bc, axis=0) + 1e-9)
+            return float(np.mean(1.0 - np.sum(bc[:, 1:] * bc[:, :-1], axis=0))) + 1e-9
+        off_t = off[off < on[-1]]
+        if len(off_t) > 8:
+            score += 1.0 * np.log(change(on) / change(off_t))
+    return 0.0 if score >= 0 else half
 
 
 def estimate_bpm(y: np.ndarray, sr: int, min_bpm: float = 70.0, max_bpm: float = 180.0) -> float:
