@@ -215,7 +215,8 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     from .audio import content_hash
     from .cache import DiskCache
     from .contact.frames import SequenceParams
-    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet, _seq_cache_key
+    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet
+    from .contact.sequences import sequence_cache_key as _seq_cache_key
     from .descriptors import descriptor_cache_key
 
     params = seq_params or SequenceParams()
@@ -494,9 +495,17 @@ def load_aspect_graph(path) -> AspectGraph:
 
 
 def _knn(X: np.ndarray, k: int) -> np.ndarray:
-    from .contact.shortlist import _knn_pairs
+    """Pairs (i < j) joining each row of ``X`` to its ``k`` nearest rows (Euclidean)."""
+    from sklearn.neighbors import NearestNeighbors
 
-    return _knn_pairs(X, k)
+    n = X.shape[0]
+    k = int(max(1, min(k, n - 1)))
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+    rows = np.repeat(np.arange(n), idx.shape[1])
+    cols = idx.ravel()
+    keep = rows != cols
+    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    return np.unique(np.stack([a, b], axis=1), axis=0)
 
 
 def build_aspect_graph(lset: LoopSet, dtw, *, k_timbre: int = K_TIMBRE,
@@ -702,10 +711,8 @@ def announce_dtw_compile(progress) -> None:
     On a fresh install numba compiles them (about 10 s, once: the result is
     cached on disk, ``NUMBA_CACHE_DIR``); later runs load them in well under a second.
     """
-    try:
-        from .dtw import _pairs_kernel
-    except ImportError:  # pragma: no cover
-        return
-    if not getattr(_pairs_kernel, "signatures", None):
+    from .dtw import kernels_loaded
+
+    if not kernels_loaded():
         progress(0, 1, "DTW: loading compiled kernels (a fresh install compiles them once, "
                        "about 10 s)")

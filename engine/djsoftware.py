@@ -366,6 +366,27 @@ def parse_formats(text) -> tuple:
     return tuple(out)
 
 
+def dj_export_bytes(run_dir, fmt: str, *, hot_cues: int = 0, mp3_offset_ms: float = 0.0,
+                    top_k: int | None = None, playlist_name: str | None = None) -> bytes:
+    """One export ("rekordbox" or "traktor") as bytes, written nowhere (dashboard downloads).
+
+    Raises
+    ------
+    DJExportError
+        Unknown format or an unusable run folder.
+    """
+    try:
+        (f,) = parse_formats(fmt) or ("",)
+    except ValueError as exc:
+        raise DJExportError(str(exc)) from None
+    if f not in DJ_FORMATS:
+        raise DJExportError(f"give one DJ export format ({', '.join(DJ_FORMATS)}), got {fmt!r}")
+    tracks, name = tracks_from_run(run_dir, top_k=top_k)
+    writer = rekordbox_xml if f == "rekordbox" else traktor_nml
+    return writer(tracks, playlist_name or f"LoopLab {name}", hot_cues=hot_cues,
+                  mp3_offset_ms=mp3_offset_ms)
+
+
 def write_dj_exports(run_dir, formats=("rekordbox", "traktor"), *, hot_cues: int = 0,
                      mp3_offset_ms: float = 0.0, top_k: int | None = None,
                      playlist_name: str | None = None) -> dict:

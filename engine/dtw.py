@@ -480,6 +480,11 @@ def subseq_dtw(a, b, metric: str = "cosine", band_rad: float | None = None) -> P
     return dtw_pairs(packed, [(0, 1)], band_rad=band_rad).pair(0)
 
 
+def kernels_loaded() -> bool:
+    """True once the pairwise DTW kernel is compiled or loaded in this process."""
+    return bool(getattr(_pairs_kernel, "signatures", None))
+
+
 def all_pairs(n: int) -> np.ndarray:
     """Every ``(i, j)`` with ``i < j < n``, shape (n(n-1)/2, 2)."""
     i, j = np.triu_indices(n, k=1)

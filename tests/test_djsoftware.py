@@ -155,6 +155,10 @@ def test_dj_export_command_from_a_run_folder(run_dir, tmp_path, capsys):
         write_dj_exports(run_dir, "serato")
     with pytest.raises(DJExportError, match="run_summary.json"):
         write_dj_exports(tmp_path, "rekordbox")
+    from engine.djsoftware import dj_export_bytes
+
+    assert dj_export_bytes(run_dir, "rekordbox", hot_cues=2) == before
+    assert dj_export_bytes(run_dir, "traktor").startswith(b"<?xml")
     # MP3 offset only moves MP3 sources (these are WAVs)
     out = write_dj_exports(run_dir, "rekordbox", hot_cues=2, mp3_offset_ms=26.0)
     assert Path(out["rekordbox"]).read_bytes() == before

@@ -61,12 +61,6 @@ def run(args) -> int:
     from ..config import ContactSettings, from_args
     from ..contact import DTWParams, SequenceParams, SharpenParams, run_contact_map
 
-    run = from_args(ContactSettings, args)
-    if run.threads and run.threads > 0:
-        import numba
-
-        numba.set_num_threads(min(int(run.threads), numba.config.NUMBA_NUM_THREADS))
-    jobs = run.n_jobs if run.n_jobs > 0 else (os.cpu_count() or 1)
     from ..config import AspectWeights
     from ..errors import LoopLabError
 
@@ -74,6 +68,12 @@ def run(args) -> int:
         weights = AspectWeights.parse(args.aspects)
     except ValueError as exc:
         raise LoopLabError(f"--aspects: {exc}") from None
+    run = from_args(ContactSettings, args)
+    if run.threads and run.threads > 0:
+        import numba
+
+        numba.set_num_threads(min(int(run.threads), numba.config.NUMBA_NUM_THREADS))
+    jobs = run.n_jobs if run.n_jobs > 0 else (os.cpu_count() or 1)
     bars = _ProgressBars(not args.quiet)
     try:
         res = run_contact_map(args.folder, args.out_dir, max_files=run.max_files,

@@ -140,6 +140,12 @@ def analyse_decoded(y: np.ndarray, duration: float, path, params: SequenceParams
     return seq, li
 
 
+def sequence_cache_key(chash: str, params: SequenceParams, estimate_bpm: bool = True,
+                       estimate_key: bool = True) -> str:
+    """Cache key of one file's (sequence, LoopInfo) entry (shared with engine.aspects)."""
+    return _seq_cache_key(chash, params, estimate_bpm, estimate_key)
+
+
 def _seq_cache_key(chash: str, params: SequenceParams, estimate_bpm: bool,
                    estimate_key: bool) -> str:
     from ..cache import make_key
