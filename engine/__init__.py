@@ -27,4 +27,4 @@ Modules, one per pipeline stage::
 __version__ = "0.1.0"
 
 #: Bumped whenever a change alters cached analysis results.
-CODE_VERSION = "2026.11.24-1"
+CODE_VERSION = "2026.12.01-ranker"

@@ -20,6 +20,8 @@ COMMANDS = (
     "engine.commands.contact_map",
     "engine.commands.query",
     "engine.commands.key",
+    "engine.commands.train_ranker",
+    "engine.commands.evaluate",
 )
 
 

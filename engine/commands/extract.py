@@ -40,8 +40,10 @@ def add_arguments(p):
     p.add_argument("--openl3_weights", default=None,
                    help="OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS)")
     p.add_argument("--embedding_hop", type=float, default=0.5, help="seconds between embedding windows")
-    p.add_argument("--model", default=None, help="XGBoost loop-quality model (JSON); "
-                   "default: heuristic scoring, reported in the score_source column")
+    p.add_argument("--model", default=None, help="XGBoost loop-quality model (JSON/UBJ with "
+                   "<model>.features.json beside it); default: the shipped model "
+                   "engine/models/loop_ranker.ubj; 'heuristic' for the transparent heuristic. "
+                   "The score_source column names what ranked the loops")
     p.add_argument("--disable_composite_rerank", action="store_true",
                    help="rank by the model score alone")
     p.add_argument("--weight_model_score", type=float, default=0.75)
