@@ -131,6 +131,14 @@ def main(argv=None) -> int:
             d = summary["default model"]["NDCG@5"]
             print(f"NDCG@5 default model - heuristic: {d - h:+.2f}")
             entry = {"summary": summary}
+            ok = df.groupby("group")["good"].any()
+            if grid_name == "engine grid" and not ok.all():
+                sub = df[df["group"].isin(ok[ok].index)]
+                s2, _, _ = score_table(sub, scorer, 5)
+                print(f"-- the {int(ok.sum())} of {len(ok)} tracks where the engine's grid offers "
+                      f"at least one good loop (rhythm right):")
+                print(format_table(s2, 5))
+                entry["grid_right_tracks"] = {"n": int(ok.sum()), "of": int(len(ok)), "summary": s2}
             if "source" in df.columns:
                 lmms = per_track[per_track["group"].isin(df.loc[df["source"] == "lmms", "group"])]
                 if len(lmms):
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
                     entry["lmms_in_section_pooled"] = pooled
                     print(f"top-5 inside one arrangement section on {lmms['group'].nunique()} "
                           f"held-out LMMS renders ({grid_name}): " + ", ".join(
-                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model+composite",
+                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model alone",
                                                                 "heuristic", "old composite",
                                                                 "random") if r in pooled))
             report[f"{set_name} | {grid_name}"] = entry

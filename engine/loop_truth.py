@@ -12,8 +12,10 @@ and where the music has content. A good loop (relevance 2)
 * repeats seamlessly: its length is a whole number of the section's harmonic
   cycle (a 2-bar loop cut from a 4-chord progression jumps back at the seam).
 
-Relevance 1: on the grid, whole bars, one section, content, but off-phrase or
-not seamless. Relevance 0: everything else, in particular the negative types
+Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
+content, but off-phrase or not seamless; 1 off the true grid (or not whole
+bars) but inside one section with content (what a shifted engine grid can
+still offer); 0 for everything else, in particular the negative types
 loop-compatibility research uses, which :func:`training_windows` generates on
 purpose: shifted off the grid by a fraction of a beat or by whole beats, a
 non-whole number of bars, crossing a section change, mostly silent, cut
@@ -38,6 +40,8 @@ import pandas as pd
 
 #: Song-editor clip elements of an LMMS project.
 LMMS_CLIP_TAGS = ("pattern", "bbtco", "sampletco", "automationpattern")
+#: Relevance of a good loop (see :func:`label_windows`).
+GOOD = 3
 #: LMMS counts 48 ticks per quarter note whatever the time signature.
 LMMS_TICKS_PER_QUARTER = 48
 
@@ -309,7 +313,8 @@ def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> p
     -------
     DataFrame
         ``on_bar, whole_bars, true_bars, one_section, has_content, phrase_ok,
-        seamless, relevance`` (0, 1 or 2) and ``good`` (relevance == 2).
+        seamless, relevance`` (0 to 3, see the module docstring) and ``good``
+        (relevance == 3).
         ``one_section`` is judged for any window, on or off the grid: every
         true bar it overlaps by more than an eighth of a bar belongs to the
         same section.
@@ -344,11 +349,11 @@ def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> p
         else:
             phrase = seamless = False
         base = whole and one_sec and content
-        rel = 2 if (base and phrase and seamless) else (1 if base else 0)
+        rel = 3 if (base and phrase and seamless) else (2 if base else (1 if one_sec and content else 0))
         rows.append((bool(on_bar), bool(whole), n, one_sec, content, bool(phrase), bool(seamless), rel))
     out = pd.DataFrame(rows, columns=["on_bar", "whole_bars", "true_bars", "one_section",
                                       "has_content", "phrase_ok", "seamless", "relevance"])
-    out["good"] = out["relevance"] == 2
+    out["good"] = out["relevance"] == GOOD
     return out
 
 
@@ -362,6 +367,25 @@ def grid_windows(truth: LoopTruth, bars=(1, 2, 4, 8)) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["start_time", "end_time", "bars", "kind"])
     df["beats_per_bar"] = truth.beats_per_bar
     return df
+
+
+def shifted_grid_windows(truth: LoopTruth, bars=(1, 2, 4, 8), *, rng=None) -> pd.DataFrame:
+    """Every whole-bar window of a wrongly phased grid (what the engine cuts when its
+    downbeat is off): the true grid moved by whole beats or half a beat.
+
+    Ranking inside such a set teaches the model to keep loops inside one section
+    and away from silence even when no candidate sits on a true bar line.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    bpb = truth.beats_per_bar
+    k = float(rng.integers(1, bpb)) if rng.random() < 0.75 else 0.5
+    w = grid_windows(truth, bars)
+    shift = k * truth.beat_period * (1 if rng.random() < 0.5 else -1)
+    w["start_time"] += shift
+    w["end_time"] += shift
+    w["kind"] = "grid_shifted"
+    lo, hi = float(truth.downbeats[0]) - truth.bar_duration, float(truth.downbeats[-1]) + truth.bar_duration
+    return w[(w["start_time"] >= max(0.0, lo)) & (w["end_time"] <= hi)].reset_index(drop=True)
 
 
 def training_windows(truth: LoopTruth, bars=(1, 2, 4, 8), *, rng=None,

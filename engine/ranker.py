@@ -29,7 +29,8 @@ from .atomic import atomic_write_text
 from .candidates import select_distinct
 from .config import AnalysisConfig
 from .features import FEATURE_COLUMNS
-from .loop_truth import LoopTruth, label_windows, training_windows, truth_from_realbench, truth_from_synth
+from .loop_truth import (GOOD, LoopTruth, label_windows, shifted_grid_windows, training_windows,
+                         truth_from_realbench, truth_from_synth)
 from .metrics import mean_metrics, ranking_metrics
 from .scoring import heuristic_quality, minmax
 
@@ -128,11 +129,14 @@ def varispeed(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
 
 
 def window_rows(y: np.ndarray, sr: int, truth: LoopTruth, windows: pd.DataFrame,
-                cfg: AnalysisConfig = AnalysisConfig()) -> pd.DataFrame:
-    """Features (the engine's own) and truth labels of ``windows`` of one track."""
+                cfg: AnalysisConfig = AnalysisConfig(), track=None) -> pd.DataFrame:
+    """Features (the engine's own) and truth labels of ``windows`` of one track.
+
+    ``track`` reuses ``compute_track_features(y, sr, cfg)`` when given.
+    """
     from .features import candidate_features, compute_track_features
 
-    tf, onsets = compute_track_features(y, sr, cfg)
+    tf, onsets = track if track is not None else compute_track_features(y, sr, cfg)
     feats = candidate_features(tf, onsets, windows, truth.beat_period)
     labels = label_windows(truth, windows["start_time"], windows["end_time"])
     labels.index = windows.index
@@ -140,11 +144,14 @@ def window_rows(y: np.ndarray, sr: int, truth: LoopTruth, windows: pd.DataFrame,
 
 
 def track_rows(source: TrackSource, bars=(1, 2, 4, 8), *, tempo_factors=(1.0,),
-               negatives_per_type: float = 0.12, seed: int = 0) -> pd.DataFrame:
+               negatives_per_type: float = 0.12, shifted_grid: float = 0.6,
+               seed: int = 0) -> pd.DataFrame:
     """Labelled training rows of one track (and its varispeed copies).
 
     Each tempo variant is its own query group (``group``) but keeps the
     track's ``track_id`` so grouped splits keep all variants on one side.
+    With probability ``shifted_grid`` a variant also gets a second group: the
+    windows of a wrongly phased grid (:func:`engine.loop_truth.shifted_grid_windows`).
     The tempo factor is recorded in ``tempo_factor`` for bookkeeping only;
     it is not a model feature.
     """
@@ -159,12 +166,21 @@ def track_rows(source: TrackSource, bars=(1, 2, 4, 8), *, tempo_factors=(1.0,),
                                duration=len(yy) / sr)
         if win.empty:
             continue
-        rows = window_rows(yy, sr, tt, win)
-        rows.insert(0, "group", f"{source.track_id}@{f:.2f}")
-        rows.insert(0, "track_id", source.track_id)
-        rows["source"] = truth.source
-        rows["tempo_factor"] = f
-        parts.append(rows)
+        from .features import compute_track_features
+
+        track = compute_track_features(yy, sr, AnalysisConfig())
+        groups = [(win, f"{source.track_id}@{f:.2f}")]
+        if rng.random() < shifted_grid:
+            sh = shifted_grid_windows(tt, bars, rng=rng)
+            if len(sh):
+                groups.append((sh, f"{source.track_id}@{f:.2f}~shifted"))
+        for w, gname in groups:
+            rows = window_rows(yy, sr, tt, w, track=track)
+            rows.insert(0, "group", gname)
+            rows.insert(0, "track_id", source.track_id)
+            rows["source"] = truth.source
+            rows["tempo_factor"] = f
+            parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -246,8 +262,8 @@ def label_csv_rows(csv_path, audio_root=None) -> pd.DataFrame:
         win["beats_per_bar"] = grid.beats_per_bar
         feats = candidate_features(tf, onsets, win, grid.beat_period)
         rows = pd.concat([win, feats], axis=1)
-        rows["relevance"] = np.where(g["label"].isin(good_words), 2, 0)
-        rows["good"] = rows["relevance"] == 2
+        rows["relevance"] = np.where(g["label"].isin(good_words), GOOD, 0)
+        rows["good"] = rows["relevance"] == GOOD
         rows["kind"] = "people"
         rows.insert(0, "group", f"people:{p.stem}")
         rows.insert(0, "track_id", f"people:{p.stem}")
@@ -295,7 +311,7 @@ def train_booster(df: pd.DataFrame, objective: str = "rank:ndcg", *, params=None
 
     Ranking objectives get one query group per ``group`` (track or tempo
     variant) and the graded relevance (0, 1, 2); the classifier learns
-    ``good``.
+    ``good``. Relevance is 0-3 (:func:`engine.loop_truth.label_windows`).
     """
     import xgboost as xgb
 
@@ -353,7 +369,7 @@ def per_track_metrics(df: pd.DataFrame, score, k: int = 5, max_overlap: float = 
                       group_col: str = "group") -> pd.DataFrame:
     """Metrics of the distinct top-``k`` (as ``extract`` selects it) for every track.
 
-    Relevance comes from the ``relevance`` column (relevant = 2). Also
+    Relevance comes from the ``relevance`` column (relevant = ``GOOD``). Also
     reports ``in_section@k``: the share of the top-``k`` loops that stay
     inside one arrangement section (``one_section``).
     """
@@ -363,7 +379,7 @@ def per_track_metrics(df: pd.DataFrame, score, k: int = 5, max_overlap: float = 
     for g, t in d.groupby(group_col, sort=True):
         top = select_distinct(t, "_score", k, max_overlap)
         m = ranking_metrics(top["relevance"].to_numpy(float), k,
-                            ideal=t["relevance"].to_numpy(float), threshold=2.0)
+                            ideal=t["relevance"].to_numpy(float), threshold=float(GOOD))
         m = dict(m)
         m[f"in_section@{k}"] = float(top["one_section"].mean()) if len(top) else 0.0
         m["n_in_section"] = int(top["one_section"].sum())
@@ -406,22 +422,39 @@ def compare_rankers(df: pd.DataFrame, scores: dict, k: int = 5, random_repeats: 
 def select_objective(df: pd.DataFrame, objectives=OBJECTIVES, n_folds: int = 3, *, params=None,
                      rounds: int = DEFAULT_ROUNDS, seed: int = 42, k: int = 5, progress=None
                      ) -> tuple[str, dict]:
-    """Grouped k-fold CV (whole tracks held out) of each objective on NDCG@k of the top-k."""
+    """Grouped k-fold CV (whole tracks held out) of each objective.
+
+    Two product questions are scored on the held-out tracks: NDCG@k of the
+    distinct top-k on the true grid (is the best loop found when the grid is
+    right?) and the share of top-k loops that stay inside one section on a
+    wrongly phased grid (``in_section@k shifted``: does the ranking stay safe
+    when the rhythm stage errs?). The objective with the best sum wins.
+    """
     folds = grouped_folds(df["track_id"], n_folds, seed)
     results = {}
     for obj in objectives:
-        per = []
+        per, per_sh = [], []
         for fi, test in enumerate(folds):
             tr, te = df[~test], df[test]
             b = train_booster(tr, obj, params=params, rounds=rounds, seed=seed)
             ev = te[te["kind"] == "grid"]
             per.append(per_track_metrics(ev, predict(b, ev), k))
+            sh = te[te["kind"] == "grid_shifted"]
+            if len(sh):
+                per_sh.append(per_track_metrics(sh, predict(b, sh), k))
             if progress:
                 progress(fi + 1, n_folds, f"cv {obj}")
         allt = pd.concat(per)
         results[obj] = {c: float(allt[c].mean()) for c in (f"P@{k}", f"R@{k}", f"NDCG@{k}", "AP",
                                                             f"in_section@{k}")}
-    best = max(results, key=lambda o: (results[o][f"NDCG@{k}"], results[o][f"P@{k}"]))
+        results[obj][f"in_section@{k} shifted"] = (float(pd.concat(per_sh)[f"in_section@{k}"].mean())
+                                                   if per_sh else float("nan"))
+    def crit(o):
+        r = results[o]
+        sh = r[f"in_section@{k} shifted"]
+        return r[f"NDCG@{k}"] + (0.0 if np.isnan(sh) else sh)
+
+    best = max(results, key=crit)
     return best, results
 
 
@@ -513,7 +546,7 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
     if df is None or df.empty:
         raise ValueError("no training data: give --synthetic N, --realbench or --labels")
     log(f"{len(df)} rows from {df['track_id'].nunique()} tracks "
-        f"({(df['relevance'] == 2).mean():.1%} good) in {t_data:.0f} s")
+        f"({df['good'].mean():.1%} good) in {t_data:.0f} s")
     cv = {}
     if objective == "auto":
         objective, cv = select_objective(df, rounds=rounds, seed=seed, progress=progress)
@@ -540,7 +573,7 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
                  "labels_csv": str(labels_csv) if labels_csv else None,
                  "tempo_augment": tempo_augment, "tempo_variants": tempo_variants,
                  "bars": list(bars), "rows": int(len(df)), "tracks": int(df["track_id"].nunique()),
-                 "good_fraction": float((df["relevance"] == 2).mean())},
+                 "good_fraction": float(df["good"].mean())},
         "cv_by_objective": cv,
         "holdout_25pct_tracks": summary,
         "train_seconds": round(time.perf_counter() - t0, 1),

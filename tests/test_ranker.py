@@ -92,13 +92,13 @@ def test_labels_come_from_truth_not_features():
     lab = label_windows(t, [db[0], db[6], db[0] + 0.5 * t.beat_period, db[8], db[8], db[0]],
                         [db[4], db[10], db[4] + 0.5 * t.beat_period, db[12], db[10], db[0] + 2.5 * bar])
     # inside section 1 at the phrase start, drums only (every bar alike): good
-    assert lab.loc[0, "relevance"] == 2
+    assert lab.loc[0, "relevance"] == 3 and lab.loc[0, "good"]
     # crosses the section change at bar 8
     assert not lab.loc[1, "one_section"] and lab.loc[1, "relevance"] == 0
-    # half a beat off the grid
-    assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 0
+    # half a beat off the grid (still inside one section: better than crossing, not good)
+    assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 1
     # chord section: 4 bars from the section start repeats seamlessly; 2 bars does not
-    assert lab.loc[3, "relevance"] == 2 and lab.loc[4, "relevance"] == 1
+    assert lab.loc[3, "relevance"] == 3 and lab.loc[4, "relevance"] == 2
     # 2.5 bars is not a whole number of bars
     assert not lab.loc[5, "whole_bars"]
 
@@ -110,7 +110,8 @@ def test_silent_break_and_typed_negatives():
     w = training_windows(t, (1, 2, 4), rng=np.random.default_rng(0), negatives_per_type=0.3)
     lab = label_windows(t, w["start_time"], w["end_time"])
     assert set(w["kind"]) == {"grid", "shift_fraction", "shift_beats", "non_whole"}
-    assert (lab.loc[w["kind"] != "grid", "relevance"] == 0).all()
+    assert (lab.loc[w["kind"] != "grid", "relevance"] <= 1).all()
+    assert not lab.loc[w["kind"] != "grid", "good"].any()
     silent = label_windows(t, [t.downbeats[4]], [t.downbeats[8]])
     assert not silent.loc[0, "has_content"] and silent.loc[0, "relevance"] == 0
 
