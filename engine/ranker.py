@@ -145,13 +145,15 @@ def window_rows(y: np.ndarray, sr: int, truth: LoopTruth, windows: pd.DataFrame,
 
 def track_rows(source: TrackSource, bars=(1, 2, 4, 8), *, tempo_factors=(1.0,),
                negatives_per_type: float = 0.12, shifted_grid: float = 0.6,
-               seed: int = 0) -> pd.DataFrame:
+               shuffled_bars: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """Labelled training rows of one track (and its varispeed copies).
 
     Each tempo variant is its own query group (``group``) but keeps the
     track's ``track_id`` so grouped splits keep all variants on one side.
     With probability ``shifted_grid`` a variant also gets a second group: the
     windows of a wrongly phased grid (:func:`engine.loop_truth.shifted_grid_windows`).
+    With probability ``shuffled_bars`` the main group also gets a shuffled or
+    reversed-bars negative (:func:`shuffled_bar_rows`).
     The tempo factor is recorded in ``tempo_factor`` for bookkeeping only;
     it is not a model feature.
     """
@@ -174,6 +176,13 @@ def track_rows(source: TrackSource, bars=(1, 2, 4, 8), *, tempo_factors=(1.0,),
             sh = shifted_grid_windows(tt, bars, rng=rng)
             if len(sh):
                 groups.append((sh, f"{source.track_id}@{f:.2f}~shifted"))
+        shuffled = shuffled_bar_rows(yy, sr, tt, rng) if rng.random() < shuffled_bars else None
+        if shuffled is not None:
+            shuffled.insert(0, "group", f"{source.track_id}@{f:.2f}")
+            shuffled.insert(0, "track_id", source.track_id)
+            shuffled["source"] = truth.source
+            shuffled["tempo_factor"] = f
+            parts.append(shuffled)
         for w, gname in groups:
             rows = window_rows(yy, sr, tt, w, track=track)
             rows.insert(0, "group", gname)
@@ -182,6 +191,47 @@ def track_rows(source: TrackSource, bars=(1, 2, 4, 8), *, tempo_factors=(1.0,),
             rows["tempo_factor"] = f
             parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def shuffled_bar_rows(y: np.ndarray, sr: int, truth: LoopTruth, rng) -> pd.DataFrame | None:
+    """A shuffled- or reversed-bars negative: a 4- or 8-bar phrase whose bars are
+    put out of order in a copy of the audio, measured as one candidate.
+
+    Only sections whose music changes from bar to bar (a chord cycle) qualify:
+    reordering identical bars changes nothing. Rotations are excluded (a
+    rotated cycle is just a loop cut mid-phrase, already covered). Returns None
+    when the track has no such phrase.
+    """
+    lines = truth.downbeats
+    starts = truth.section_start_bar()
+    cands = []
+    for n in (4, 8):
+        for i in range(truth.n_bars - n + 1):
+            sec = truth.bar_section[i:i + n]
+            if (np.all(sec == sec[0]) and truth.bar_period[i] > 1 and (i - starts[i]) % 4 == 0
+                    and np.all(truth.bar_content[i:i + n])):
+                cands.append((i, n))
+    if not cands:
+        return None
+    i, n = cands[int(rng.integers(len(cands)))]
+    rotations = {tuple(np.roll(np.arange(n), r)) for r in range(n)}
+    if rng.random() < 0.5:
+        order, kind = np.arange(n)[::-1], "reversed_bars"
+    else:
+        order = rng.permutation(n)
+        while tuple(order) in rotations:
+            order = rng.permutation(n)
+        kind = "shuffled_bars"
+    edges = np.round(lines[i:i + n + 1] * sr).astype(int)
+    region = np.concatenate([y[edges[k]:edges[k + 1]] for k in order])
+    y2 = y.copy()
+    y2[edges[0]:edges[0] + region.size] = region[: len(y2) - edges[0]]
+    w = pd.DataFrame({"start_time": [float(lines[i])], "end_time": [float(lines[i + n])],
+                      "bars": [n], "kind": [kind], "beats_per_bar": [truth.beats_per_bar]})
+    rows = window_rows(y2, sr, truth, w)
+    rows["relevance"] = 0
+    rows["good"] = False
+    return rows
 
 
 def build_dataset(sources, bars=(1, 2, 4, 8), *, tempo_augment: bool = False,

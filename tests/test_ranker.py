@@ -207,3 +207,57 @@ def test_extract_reports_the_shipped_model(tmp_path):
     meta = out.results[0].metadata
     assert out.results[0].ok and len(meta)
     assert (meta["score_source"] == "model:loop_ranker").all()
+
+
+def test_people_labels_csv_become_rows(tmp_path):
+    from engine.ranker import label_csv_rows
+
+    tr = synth_track(120, n_bars=8, sr=22050, seed=4)
+    path = tr.write(tmp_path / "mine.wav")
+    db = tr.truth.downbeats
+    pd.DataFrame({"source_file": [str(path)] * 3, "start_time": [db[0], db[1] + 0.3, db[4]],
+                  "end_time": [db[4], db[3], db[6]], "label": ["good", "bad", "1"]}
+                 ).to_csv(tmp_path / "labels.csv", index=False)
+    rows = label_csv_rows(tmp_path / "labels.csv")
+    assert rows["good"].tolist() == [True, False, True]
+    assert rows["track_id"].nunique() == 1 and "bar_mel_jump_max" in rows
+    pd.DataFrame({"source_file": [str(path)], "start_time": [0], "end_time": [1], "label": ["meh"]}
+                 ).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="unknown labels"):
+        label_csv_rows(tmp_path / "bad.csv")
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_commands(tmp_path):
+    import json
+
+    from engine.cli import main
+
+    model = tmp_path / "m" / "tiny.json"
+    assert main(["train-ranker", "--synthetic", "3", "--objective", "rank:ndcg", "--rounds", "5",
+                 "--jobs", "1", "--tempo_augment", "--out", str(model)]) == 0
+    meta = json.loads(model.with_suffix(".meta.json").read_text())
+    assert meta["objective"] == "rank:ndcg" and meta["data"]["tempo_augment"]
+    assert "tempo_factor" not in json.loads(model.with_suffix(".features.json").read_text())
+    folder = tmp_path / "eval"
+    assert main(["synth", "--out", str(folder / "a.wav"), "--random_arrangement", "--seed", "3",
+                 "--sr", "22050"]) == 0
+    assert main(["evaluate", "--folder", str(folder), "--model", str(model), "--top_k", "5",
+                 "--out_dir", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
+    assert {"default model", "heuristic", "old composite", "random"} <= set(m["rankers"])
+    rows = pd.read_csv(tmp_path / "ev" / "eval_rows.csv")
+    assert {"relevance", "pred_default_model", "pred_heuristic"} <= set(rows.columns)
+
+
+def test_heuristic_with_a_warning_when_the_default_model_is_missing(tmp_path, monkeypatch):
+    import engine.ranker
+    from engine.config import RankConfig
+    from engine.pipeline import load_scorer
+
+    monkeypatch.setattr(engine.ranker, "DEFAULT_MODEL_PATH", tmp_path / "gone.ubj")
+    with pytest.warns(RuntimeWarning, match="heuristic"):
+        assert load_scorer(RankConfig()) is None
+    assert load_scorer(RankConfig(model_path="heuristic")) is None
+    with pytest.raises(Exception, match="not found"):
+        load_scorer(RankConfig(model_path=str(tmp_path / "explicit.json")))
