@@ -61,7 +61,12 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
     df.insert(0, "candidate_id", np.arange(len(df), dtype=int))
     df["bpm"] = float(grid.bpm)
     df["beats_per_bar"] = int(grid.beats_per_bar)
-    return df[CANDIDATE_COLUMNS]
+    out = df[CANDIDATE_COLUMNS].copy()
+    # the track's grid, carried into every loop's metadata row
+    out["meter"] = grid.meter
+    out["tempo_confidence"] = round(float(grid.tempo_confidence), 3)
+    out["bar_confidence"] = round(float(grid.bar_confidence), 3)
+    return out
 
 
 def choose_adaptive_bar_options(beats: np.ndarray, bpm: float, bars=(4, 8),

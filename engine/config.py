@@ -31,7 +31,8 @@ class AnalysisConfig:
     n_fft, hop_length : int
         STFT size and hop for frame features (seed: 2048 / 512).
     beats_per_bar : int
-        Meter: 4 (default) or 3; 0 asks the engine to choose between them.
+        Meter: 0 (default) detects it (4/4 unless the music shows a bar of
+        three beats); 3 or 4 forces it.
     min_bpm, max_bpm : float
         DJ tempo range; half/double tempo estimates are folded into it.
     bars : tuple of int
@@ -51,12 +52,19 @@ class AnalysisConfig:
     openl3_weights : str, optional
         OpenL3 weights file or folder (else $LOOPLAB_OPENL3_WEIGHTS, else an
         installed openl3 package).
+    bpm : float, optional
+        User correction: the track's tempo. The engine still finds the beats'
+        phase and the bar lines, on a constant grid at exactly this tempo
+        (the dashboard's "half" / "double" buttons set it).
+    downbeat_offset : int
+        User correction: shift bar one by this many beats (modulo the meter;
+        the dashboard's "shift bar" button).
     """
 
     sr: int = 22050
     n_fft: int = 2048
     hop_length: int = 512
-    beats_per_bar: int = 4
+    beats_per_bar: int = 0
     min_bpm: float = 70.0
     max_bpm: float = 180.0
     bars: tuple = (1, 2, 4, 8)
@@ -66,6 +74,8 @@ class AnalysisConfig:
     embedding: str = "none"
     embedding_hop: float = 0.5
     openl3_weights: str | None = None
+    bpm: float | None = None
+    downbeat_offset: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

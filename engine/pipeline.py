@@ -82,6 +82,20 @@ class TrackResult:
     warnings: list = field(default_factory=list)
     from_cache: bool = False
     embedding_backend: str = "none"
+    rhythm: dict = field(default_factory=dict)
+
+
+def rhythm_summary(grid: RhythmGrid) -> dict:
+    """The grid facts a user checks per track (run_summary.json, dashboard)."""
+    return {"bpm": round(float(grid.bpm), 3), "meter": grid.meter,
+            "beats_per_bar": int(grid.beats_per_bar),
+            "tempo_confidence": round(float(grid.tempo_confidence), 3),
+            "bar_confidence": round(float(grid.bar_confidence), 3),
+            "beat_confidence": round(float(grid.confidence), 3),
+            "meter_confidence": round(float(grid.meter_confidence), 3),
+            "constant_tempo": bool(grid.constant_tempo),
+            "first_downbeat": round(float(grid.downbeats[0]), 4) if len(grid.downbeats) else None,
+            "bpm_fixed": bool(grid.bpm_fixed), "downbeat_offset": int(grid.downbeat_offset)}
 
 
 @dataclass
@@ -314,7 +328,8 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
                            key=analysis.key.get("key"), out_dir=str(folder), metadata=meta,
                            timings=timings, warnings=list(analysis.warnings),
                            from_cache=analysis.from_cache,
-                           embedding_backend=analysis.embedding_backend)
+                           embedding_backend=analysis.embedding_backend,
+                           rhythm=rhythm_summary(analysis.grid))
     except (LoopLabError, OSError, ValueError) as exc:
         return TrackResult(path=str(path), ok=False, error=str(exc),
                            timings={"total": time.perf_counter() - t0})
@@ -418,7 +433,8 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
         "n_loops": int(sum(r.n_exported for r in results)),
         "files_ok": [{"file": r.path, "bpm": r.bpm, "key": r.key, "n_candidates": r.n_candidates,
                       "n_exported": r.n_exported, "out_dir": r.out_dir, "from_cache": r.from_cache,
-                      "embedding": r.embedding_backend,
+                      "embedding": r.embedding_backend, **{k: v for k, v in r.rhythm.items()
+                                                           if k != "bpm"},
                       "seconds": round(r.timings.get("total", 0.0), 3), "warnings": r.warnings}
                      for r in results if r.ok],
         "files_failed": [{"file": r.path, "error": r.error} for r in results if not r.ok],

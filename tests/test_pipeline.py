@@ -227,3 +227,26 @@ def test_a_trained_model_is_used_and_reported(library, tmp_path):
     assert (scored["score_source"] == "model:m").all() and len(top) == 3
     with pytest.raises(Exception, match="lack features"):
         LoopScorer.load(tmp_path / "m.json").predict(a.candidates.drop(columns=["bar_repetition"]))
+
+
+def test_cli_grid_corrections_and_confidences_are_reported(library, tmp_path):
+    root, truths = library
+    path = root / "deep 70.wav"
+    truth = truths[path.name]
+    out = tmp_path / "o"
+    rc = cli_main(["extract", "--input", str(path), "--out_dir", str(out), "--bars", "1",
+                   "--top_k", "3", "--jobs", "1", "--no_cache", "--bpm", "140",
+                   "--downbeat_offset", "1", "--beats_per_bar", "4"])
+    assert rc == 0
+    meta = pd.read_csv(out / "deep 70" / "loops_metadata.csv")
+    assert np.allclose(meta["bpm"], 140.0)
+    assert (meta["meter"] == "4/4").all()
+    assert meta["tempo_confidence"].between(0, 1).all() and meta["bar_confidence"].between(0, 1).all()
+    # at double tempo a "bar" is half a true bar; shifted by one (double-time) beat, no loop
+    # starts on a true bar line
+    assert all(np.min(np.abs(truth.downbeats - s)) > 0.1 for s in meta["start_time"])
+    summary = json.loads((out / "run_summary.json").read_text())
+    f = summary["files_ok"][0]
+    assert f["bpm_fixed"] and f["downbeat_offset"] == 1 and f["meter"] == "4/4"
+    for k in ("tempo_confidence", "bar_confidence", "beat_confidence", "meter_confidence"):
+        assert 0.0 <= f[k] <= 1.0

@@ -64,3 +64,46 @@ def test_three_four_can_be_detected_automatically():
                         seed=3)
     grid = _analyse(track, 0)
     assert grid.beats_per_bar == 3
+
+
+def test_tempo_is_continuous_not_a_lag_bin():
+    # 128.7 BPM falls between the tempogram's lag bins (129.2 and 126.0 at hop 512)
+    track = synth_track(128.7, n_bars=32, key="A minor", sr=SR, stereo=False, seed=4,
+                        lead_in_beats=2)
+    grid = _analyse(track, 4)
+    assert abs(grid.bpm - 128.7) < 0.05, grid.bpm
+
+
+def test_user_bpm_fixes_the_tempo_and_keeps_the_bar_lines():
+    track = synth_track(124, n_bars=16, key="D minor", sr=SR, stereo=False, seed=8,
+                        lead_in_beats=1)
+    y = track.audio.mean(axis=1)
+    for fixed in (124.0, 62.0):                      # the true tempo, and "half"
+        cfg = AnalysisConfig(beats_per_bar=4, bpm=fixed)
+        tf, onsets = compute_track_features(y, SR, cfg)
+        grid = analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps)
+        assert grid.bpm == pytest.approx(fixed, abs=1e-6)
+        assert grid.bpm_fixed and grid.tempo_confidence == 1.0
+        assert np.allclose(np.diff(grid.beats), 60.0 / fixed)
+        # the beats still land on true beats (the engine found the phase)
+        err = np.array([np.min(np.abs(track.truth.beats - b)) for b in grid.beats
+                        if track.truth.beats[0] - 0.05 < b < track.truth.beats[-1] + 0.05])
+        assert np.mean(err < 0.030) >= 0.95
+
+
+def test_downbeat_offset_shifts_bar_one_by_whole_beats():
+    track = synth_track(120, n_bars=16, key="E minor", sr=SR, stereo=False, seed=9,
+                        lead_in_beats=1)
+    base = _analyse(track, 4)
+    y = track.audio.mean(axis=1)
+    for off in (1, 2, -1):
+        cfg = AnalysisConfig(beats_per_bar=4, downbeat_offset=off)
+        tf, onsets = compute_track_features(y, SR, cfg)
+        g = analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps)
+        assert g.bar_phase == (base.bar_phase + off) % 4
+        assert g.downbeat_offset == off
+        # every downbeat sits off beat in the same way: one true downbeat + off beats
+        shift = (g.downbeats[:, None] - track.truth.downbeats[None, :])
+        beat = 60.0 / 120
+        d = np.min(np.abs(shift - (off % 4) * beat), axis=1)
+        assert np.mean(d < 0.030) >= 0.9

@@ -26,8 +26,14 @@ def add_arguments(p):
     p.add_argument("--bars", default="1,2,4,8", help="loop lengths in bars, comma-separated")
     p.add_argument("--top_k", type=int, default=5, help="loops to export per track")
     p.add_argument("--export_mp3", action="store_true", help="also write MP3 previews")
-    p.add_argument("--beats_per_bar", type=int, default=4, choices=(0, 3, 4),
-                   help="meter: 4, 3, or 0 to let the engine choose")
+    p.add_argument("--beats_per_bar", type=int, default=0, choices=(0, 3, 4),
+                   help="meter: 0 (default) detects it (4/4 unless the music is in three); "
+                   "3 or 4 forces it")
+    p.add_argument("--bpm", type=float, default=None,
+                   help="fix the tempo (e.g. 128, or half/double of what was found); the engine "
+                   "still finds the beats and bar lines on that grid")
+    p.add_argument("--downbeat_offset", type=int, default=0,
+                   help="shift bar one by N beats when the bar lines are off (e.g. 1, 2, -1)")
     p.add_argument("--min_bpm", type=float, default=70.0, help="lower end of the DJ tempo range")
     p.add_argument("--max_bpm", type=float, default=180.0, help="upper end of the DJ tempo range")
     p.add_argument("--adaptive_4_vs_8", action="store_true",
@@ -78,7 +84,10 @@ def config_from_args(args):
     analysis = AnalysisConfig(beats_per_bar=args.beats_per_bar, min_bpm=args.min_bpm,
                               max_bpm=args.max_bpm, bars=_bars(args.bars),
                               adaptive_4_vs_8=args.adaptive_4_vs_8, embedding=args.embedding,
-                              embedding_hop=args.embedding_hop, openl3_weights=args.openl3_weights)
+                              embedding_hop=args.embedding_hop, openl3_weights=args.openl3_weights,
+                              bpm=args.bpm, downbeat_offset=args.downbeat_offset)
+    if args.bpm is not None and not (20.0 <= args.bpm <= 400.0):
+        raise SystemExit(f"error: --bpm must be between 20 and 400, got {args.bpm}")
     if args.min_bpm <= 0 or args.max_bpm <= args.min_bpm * 1.9:
         raise SystemExit("error: --max_bpm must be at least 1.9 x --min_bpm (a tempo octave)")
     rank = RankConfig(top_k=max(1, args.top_k), weight_model_score=args.weight_model_score,
@@ -122,7 +131,10 @@ def run(args) -> int:
         if r.ok:
             cached = " (cached analysis)" if r.from_cache else ""
             emb = f", embedding {r.embedding_backend}" if r.embedding_backend != "none" else ""
-            print(f"ok     {r.path}: {r.bpm:.2f} BPM, key {r.key or '-'}, "
+            rh = r.rhythm or {}
+            print(f"ok     {r.path}: {r.bpm:.2f} BPM ({rh.get('meter', '?')}, tempo confidence "
+                  f"{rh.get('tempo_confidence', 0):.2f}, bar confidence "
+                  f"{rh.get('bar_confidence', 0):.2f}), key {r.key or '-'}, "
                   f"{r.n_exported} loops from {r.n_candidates} candidates{emb}{cached}")
             for w in r.warnings:
                 print(f"       warning: {w}")
