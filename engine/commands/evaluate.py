@@ -21,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--model", default=None, help="model to evaluate (default: the shipped model)")
     p.add_argument("--grid", default="engine", choices=("engine", "truth"),
                    help="cut candidates on the engine's grid (as extract does) or the true grid")
-    p.add_argument("--beats_per_bar", type=int, default=4, choices=(0, 3, 4))
+    p.add_argument("--beats_per_bar", type=int, default=0, choices=(0, 3, 4),
+                   help="meter: 0 lets the engine choose (as extract does), 3 or 4 forces it")
     p.add_argument("--out_dir", default=".", help="where eval_metrics.json and eval_rows.csv go")
     p.add_argument("--rows_out", default=None, help="rows CSV (default: OUT_DIR/eval_rows.csv)")
     p.add_argument("--metrics_out", default=None,
