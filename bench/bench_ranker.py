@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                     entry["lmms_in_section_pooled"] = pooled
                     print(f"top-5 inside one arrangement section on {lmms['group'].nunique()} "
                           f"held-out LMMS renders ({grid_name}): " + ", ".join(
-                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model alone",
+                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model+composite",
                                                                 "heuristic", "old composite",
                                                                 "random") if r in pooled))
             report[f"{set_name} | {grid_name}"] = entry

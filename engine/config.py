@@ -87,13 +87,16 @@ class RankConfig:
 
     The composite re-rank follows the seed: model 0.75, periodicity 0.15,
     drum alignment 0.10 (negative weights clipped, then renormalised).
+    ``use_composite_rerank`` None (default) applies it on top of the heuristic
+    but not on top of a trained model, which already weighs those cues and
+    ranks better alone (bench/bench_ranker.py); True or False forces it.
     """
 
     top_k: int = 5
     weight_model_score: float = 0.75
     weight_periodicity: float = 0.15
     weight_drum_alignment: float = 0.10
-    use_composite_rerank: bool = True
+    use_composite_rerank: bool | None = None   # None: on for the heuristic, off for a model
     max_overlap: float = 0.5
     model_path: str | None = None
 

@@ -23,10 +23,10 @@ from .config import AnalysisConfig
 from .loop_truth import LoopTruth, grid_windows, label_windows, truth_from_realbench, truth_from_synth
 from .ranker import baseline_scores, compare_rankers
 
-#: "default model" is what ``extract`` ranks by by default: the shipped model's score
-#: under the composite re-rank (0.75 model + 0.15 periodicity + 0.10 drum alignment);
-#: "model alone" is its raw score (``--disable_composite_rerank``).
-RANKER_ORDER = ("default model", "model alone", "heuristic", "old composite", "random")
+#: "default model" is what ``extract`` ranks by by default: the shipped model's score;
+#: "model+composite" puts the seed's composite re-rank on top (0.75 model + 0.15
+#: periodicity + 0.10 drum alignment; ``extract --composite_rerank``).
+RANKER_ORDER = ("default model", "model+composite", "heuristic", "old composite", "random")
 
 
 def truth_for(audio_path, work_dir=None) -> LoopTruth | None:
@@ -103,8 +103,8 @@ def score_table(df: pd.DataFrame, scorer=None, k: int = 5) -> tuple[dict, pd.Dat
             comp[idx] = (0.75 * minmax(s[idx])
                          + 0.15 * np.clip(rows["periodicity_score"].to_numpy()[idx], 0, 1)
                          + 0.10 * np.clip(rows["drum_alignment_score"].to_numpy()[idx], 0, 1))
-        scores["default model"] = comp
-        scores["model alone"] = s
+        scores["default model"] = s
+        scores["model+composite"] = comp
     scores["heuristic"] = baseline_scores(rows, "heuristic")
     scores["old composite"] = baseline_scores(rows, "old_composite")
     summary, per_track = compare_rankers(rows, scores, k)

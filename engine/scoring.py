@@ -160,7 +160,8 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     -------
     DataFrame
         A copy with the score columns added; ``rank_score`` is the column
-        to rank by (composite if enabled, else ``score``).
+        to rank by (composite if enabled, else ``score``; by default the
+        composite applies to the heuristic only).
     """
     out = features.copy()
     if scorer is not None:
@@ -173,5 +174,8 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     out["beatmatch_composite_score"] = (
         w1 * minmax(out["score"]) + w2 * np.clip(out["periodicity_score"], 0, 1)
         + w3 * np.clip(out["drum_alignment_score"], 0, 1))
-    out["rank_score"] = out["beatmatch_composite_score"] if cfg.use_composite_rerank else out["score"]
+    use = cfg.use_composite_rerank
+    if use is None:                 # default: the heuristic needs it, a trained model does not
+        use = scorer is None
+    out["rank_score"] = out["beatmatch_composite_score"] if use else out["score"]
     return out

@@ -261,3 +261,22 @@ def test_heuristic_with_a_warning_when_the_default_model_is_missing(tmp_path, mo
     assert load_scorer(RankConfig(model_path="heuristic")) is None
     with pytest.raises(Exception, match="not found"):
         load_scorer(RankConfig(model_path=str(tmp_path / "explicit.json")))
+
+
+def test_composite_rerank_defaults_to_the_heuristic_only():
+    from engine.config import RankConfig
+    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.scoring import LoopScorer, score_candidates
+
+    rng = np.random.default_rng(0)
+    f = pd.DataFrame(rng.random((6, len(MODEL_FEATURES))), columns=MODEL_FEATURES)
+    f["bars"] = [1, 2, 4, 8, 4, 2]
+    s = LoopScorer.load(DEFAULT_MODEL_PATH)
+    m = score_candidates(f, RankConfig(), s)
+    assert (m["rank_score"] == m["score"]).all() and (m["score_source"] == "model:loop_ranker").all()
+    h = score_candidates(f, RankConfig(), None)
+    assert (h["rank_score"] == h["beatmatch_composite_score"]).all()
+    forced = score_candidates(f, RankConfig(use_composite_rerank=True), s)
+    assert (forced["rank_score"] == forced["beatmatch_composite_score"]).all()
+    off = score_candidates(f, RankConfig(use_composite_rerank=False), None)
+    assert (off["rank_score"] == off["score"]).all()

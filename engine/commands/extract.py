@@ -51,7 +51,9 @@ def add_arguments(p):
                    "engine/models/loop_ranker.ubj; 'heuristic' for the transparent heuristic. "
                    "The score_source column names what ranked the loops")
     p.add_argument("--disable_composite_rerank", action="store_true",
-                   help="rank by the model score alone")
+                   help="never apply the composite re-rank (default: only on top of the heuristic)")
+    p.add_argument("--composite_rerank", action="store_true",
+                   help="apply the seed's composite re-rank on top of the model too")
     p.add_argument("--weight_model_score", type=float, default=0.75)
     p.add_argument("--weight_periodicity", type=float, default=0.15)
     p.add_argument("--weight_drum_alignment", type=float, default=0.10)
@@ -93,7 +95,8 @@ def config_from_args(args):
     rank = RankConfig(top_k=max(1, args.top_k), weight_model_score=args.weight_model_score,
                       weight_periodicity=args.weight_periodicity,
                       weight_drum_alignment=args.weight_drum_alignment,
-                      use_composite_rerank=not args.disable_composite_rerank,
+                      use_composite_rerank=(False if args.disable_composite_rerank else
+                                            True if args.composite_rerank else None),
                       max_overlap=args.max_overlap, model_path=args.model)
     export = replace(ExportConfig(), fade_ms=args.fade_ms, target_lufs=args.target_lufs,
                      ceiling_dbfs=args.ceiling_dbfs, subtype=args.wav_subtype,
