@@ -87,6 +87,17 @@ def realbench_rows(folder, ids, cache) -> dict:
             "true grid": pd.concat(tru, ignore_index=True)}
 
 
+def top_lengths(rows: pd.DataFrame, col: str, k: int = 5) -> dict:
+    """How many of the distinct top-k loops (over all tracks) have each length in bars."""
+    from engine.candidates import select_distinct
+
+    counts: dict = {}
+    for _, t in rows.groupby("group"):
+        for b in select_distinct(t, col, k)["bars"]:
+            counts[int(b)] = counts.get(int(b), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n_synth", type=int, default=30)
@@ -123,7 +134,7 @@ def main(argv=None) -> int:
 
     for set_name, grids in sets.items():
         for grid_name, df in grids.items():
-            summary, per_track, _ = score_table(df, scorer, 5)
+            summary, per_track, scored = score_table(df, scorer, 5)
             print(f"\n== {set_name}, {grid_name}: {df['group'].nunique()} tracks, "
                   f"{len(df)} candidates, {df['good'].mean():.0%} of them good loops")
             print(format_table(summary, 5))
@@ -131,6 +142,10 @@ def main(argv=None) -> int:
             d = summary["default model"]["NDCG@5"]
             print(f"NDCG@5 default model - heuristic: {d - h:+.2f}")
             entry = {"summary": summary}
+            lengths = {r: top_lengths(scored, c) for r, c in (("default model", "pred_default_model"),
+                                                              ("heuristic", "pred_heuristic"))}
+            entry["top5_bars"] = lengths
+            print("top-5 loop lengths (bars: count): " + "; ".join(f"{r} {v}" for r, v in lengths.items()))
             ok = df.groupby("group")["good"].any()
             if grid_name == "engine grid" and not ok.all():
                 sub = df[df["group"].isin(ok[ok].index)]

@@ -291,8 +291,10 @@ def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth
         content[: r.size] &= r > ref * 10 ** (-40 / 20)
     source = "lmms" if kind.startswith("lmms") else ("mma" if "mma" in kind or d["id"].startswith("mma")
                                                      else kind.split("-")[0] or "real")
+    # the notes inside a section are not compared bar by bar, so a loop is taken to
+    # repeat seamlessly only when it spans whole 4-bar phrases (DJ loops: 4 or 8 bars)
     return LoopTruth(track_id=str(d["id"]), downbeats=lines, beats_per_bar=bpb, bar_section=sec,
-                     bar_content=content, phrase_bars=4, bar_period=np.ones(n_bars, int),
+                     bar_content=content, phrase_bars=4, bar_period=np.full(n_bars, 4, int),
                      has_sections=has_sections, source=source)
 
 
