@@ -9,8 +9,9 @@ and where the music has content. A good loop (relevance 2)
 * has content in every bar (no silent break, no fade-out tail),
 * starts on a phrase boundary (bar 1, 3, 5... of its section for 2-bar loops,
   bar 1, 5, 9... for 4 bars and more), and
-* repeats seamlessly: its length is a whole number of the section's harmonic
-  cycle (a 2-bar loop cut from a 4-chord progression jumps back at the seam).
+* repeats seamlessly: its length is a whole number of 4-bar phrases (the
+  chord cycle: a 2-bar loop cut from a 4-chord progression jumps back at the
+  seam; DJ loops are 4 or 8 bars).
 
 Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
 content, but off-phrase or not seamless; 1 off the true grid (or not whole
@@ -117,9 +118,9 @@ def truth_from_synth(gt, track_id: str = "synth", time_scale: float = 1.0) -> Lo
     sec = np.asarray(gt.bar_sections(), int)
     instr = gt.section_instruments or [("drums", "bass", "chords")] * (int(sec.max()) + 1)
     content = np.array([len(instr[s]) > 0 for s in sec], bool)
-    tonal = gt.key is not None
-    period = np.array([gt.harmonic_period if (tonal and ("bass" in instr[s] or "chords" in instr[s]))
-                       else 1 for s in sec], int)
+    # seamless repeats are judged at the phrase: a DJ loop spans whole 4-bar phrases
+    # (the chord cycle); 1- and 2-bar loops are at best "inside a section" (relevance 2)
+    period = np.full(len(sec), max(4, int(gt.harmonic_period)), int)
     return LoopTruth(track_id=track_id, downbeats=lines, beats_per_bar=int(gt.beats_per_bar),
                      bar_section=sec, bar_content=content, phrase_bars=4, bar_period=period,
                      has_sections=True, source="synth")
