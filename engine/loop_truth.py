@@ -9,9 +9,8 @@ and where the music has content. A good loop (relevance 2)
 * has content in every bar (no silent break, no fade-out tail),
 * starts on a phrase boundary (bar 1, 3, 5... of its section for 2-bar loops,
   bar 1, 5, 9... for 4 bars and more), and
-* repeats seamlessly: its length is a whole number of 4-bar phrases (the
-  chord cycle: a 2-bar loop cut from a 4-chord progression jumps back at the
-  seam; DJ loops are 4 or 8 bars).
+* repeats seamlessly: its length is a whole number of the section's harmonic
+  cycle (a 2-bar loop cut from a 4-chord progression jumps back at the seam).
 
 Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
 content, but off-phrase or not seamless; 1 off the true grid (or not whole
@@ -118,9 +117,9 @@ def truth_from_synth(gt, track_id: str = "synth", time_scale: float = 1.0) -> Lo
     sec = np.asarray(gt.bar_sections(), int)
     instr = gt.section_instruments or [("drums", "bass", "chords")] * (int(sec.max()) + 1)
     content = np.array([len(instr[s]) > 0 for s in sec], bool)
-    # seamless repeats are judged at the phrase: a DJ loop spans whole 4-bar phrases
-    # (the chord cycle); 1- and 2-bar loops are at best "inside a section" (relevance 2)
-    period = np.full(len(sec), max(4, int(gt.harmonic_period)), int)
+    tonal = gt.key is not None
+    period = np.array([gt.harmonic_period if (tonal and ("bass" in instr[s] or "chords" in instr[s]))
+                       else 1 for s in sec], int)
     return LoopTruth(track_id=track_id, downbeats=lines, beats_per_bar=int(gt.beats_per_bar),
                      bar_section=sec, bar_content=content, phrase_bars=4, bar_period=period,
                      has_sections=True, source="synth")
@@ -292,10 +291,8 @@ def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth
         content[: r.size] &= r > ref * 10 ** (-40 / 20)
     source = "lmms" if kind.startswith("lmms") else ("mma" if "mma" in kind or d["id"].startswith("mma")
                                                      else kind.split("-")[0] or "real")
-    # the notes inside a section are not compared bar by bar, so a loop is taken to
-    # repeat seamlessly only when it spans whole 4-bar phrases (DJ loops: 4 or 8 bars)
     return LoopTruth(track_id=str(d["id"]), downbeats=lines, beats_per_bar=bpb, bar_section=sec,
-                     bar_content=content, phrase_bars=4, bar_period=np.full(n_bars, 4, int),
+                     bar_content=content, phrase_bars=4, bar_period=np.ones(n_bars, int),
                      has_sections=has_sections, source=source)
 
 
