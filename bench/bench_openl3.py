@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # openl3_fixtures
 
 from engine import openl3 as ol3                          # noqa: E402
 from engine.embeddings import SpectralEmbedder            # noqa: E402
 from engine.synth import synth_track                      # noqa: E402
+from openl3_fixtures import random_weights, write_weights_h5  # noqa: E402
 
 OFFICIAL_S_PER_WINDOW = {"mel128": 0.086, "mel256": 0.17}
 
@@ -92,9 +94,9 @@ def main(argv=None):
     y = track.audio[: int(args.seconds * 44100)]
     dur = y.shape[0] / 44100
     print(f"audio: {dur:.1f} s stereo at 44.1 kHz (resampled to 48 kHz with resampy)")
-    layers = ol3.random_weights(0)
+    layers = random_weights(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = ol3.write_weights_h5(Path(tmp) / "random.h5", layers)
+        path = write_weights_h5(Path(tmp) / "random.h5", layers)
         weights = ol3.load_weights(path)
     ol3.frame_audio(y[:44100], 44100)                     # compile resampy outside timings
 

@@ -326,7 +326,3 @@ def read_segment(info: AudioInfo, start: int, stop: int) -> np.ndarray:
     return x
 
 
-def load_audio(path, cache_dir=DEFAULT_CACHE_DIR) -> tuple[np.ndarray, AudioInfo]:
-    """The whole file at its source rate, shape (n, channels), float32."""
-    info = probe(path, cache_dir)
-    return read_segment(info, 0, info.frames), info

@@ -1,8 +1,10 @@
 """On-disk analysis cache.
 
 An entry's key is the audio file's content hash, the parameters that shape
-the result and :data:`engine.CODE_VERSION`, so a changed file, a changed
-setting or a new engine version never reuses a stale result. Entries are
+the result (the config dataclasses' ``as_dict``), :data:`engine.CODE_VERSION`
+and a hash of the engine's own source (:func:`engine_source_hash`), so a
+changed file, a changed setting or any change to the engine's code or module
+constants never reuses a stale result, without anyone bumping a version. Entries are
 joblib pickles written atomically; an unreadable entry is treated as a miss
 and removed. The whole folder is safe to delete.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import joblib
@@ -18,10 +21,27 @@ from . import CODE_VERSION
 from .atomic import atomic_path
 
 
+#: Sub-packages whose source never shapes a cached result (the command-line front ends).
+_NOT_ANALYSIS = ("commands",)
+
+
+@lru_cache(maxsize=1)
+def engine_source_hash() -> str:
+    """BLAKE2b of the engine's Python source (``engine/**/*.py`` except ``commands/``)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=16)
+    for p in sorted(root.rglob("*.py")):
+        rel = p.relative_to(root)
+        if rel.parts[0] in _NOT_ANALYSIS or "__pycache__" in rel.parts:
+            continue
+        h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def make_key(audio_hash: str, params: dict, kind: str = "analysis") -> str:
-    """Stable key from a content hash, JSON-able parameters and the code version."""
+    """Stable key from a content hash, JSON-able parameters, the code version and source."""
     blob = json.dumps({"audio": audio_hash, "params": params, "code": CODE_VERSION,
-                       "kind": kind}, sort_keys=True, default=str)
+                       "source": engine_source_hash(), "kind": kind}, sort_keys=True, default=str)
     return f"{kind}-{hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()}"
 
 

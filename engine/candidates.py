@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .rhythm import RhythmGrid
 
-#: Columns every candidate table carries, in order.
-CANDIDATE_COLUMNS = ["candidate_id", "start_time", "end_time", "bars", "bpm", "start_bar",
-                     "beats_per_bar"]
+#: Columns every candidate table carries, in order (units: :mod:`engine.schema`).
+CANDIDATE_COLUMNS = schema.CANDIDATE_COLUMNS
 
 
 def bar_lines(grid: RhythmGrid, duration: float) -> np.ndarray:
@@ -61,17 +61,16 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
     df.insert(0, "candidate_id", np.arange(len(df), dtype=int))
     df["bpm"] = float(grid.bpm)
     df["beats_per_bar"] = int(grid.beats_per_bar)
-    out = df[CANDIDATE_COLUMNS].copy()
     # the track's grid, carried into every loop's metadata row
-    out["meter"] = grid.meter
-    out["tempo_confidence"] = round(float(grid.tempo_confidence), 3)
-    out["bar_confidence"] = round(float(grid.bar_confidence), 3)
-    return out
+    df["meter"] = grid.meter
+    df["tempo_confidence"] = round(float(grid.tempo_confidence), 3)
+    df["bar_confidence"] = round(float(grid.bar_confidence), 3)
+    return df[CANDIDATE_COLUMNS]
 
 
 def choose_adaptive_bar_options(beats: np.ndarray, bpm: float, bars=(4, 8),
                                 beats_per_bar: int = 4, margin: float = 0.03) -> list[int]:
-    """The seed's optional 4-vs-8-bar choice (SEED_BEHAVIOUR.md §1a).
+    """The optional choice between 4- and 8-bar loops (kept from the earlier scripts).
 
     Applies only when both 4 and 8 are requested and there are at least 40
     beats. For each length, every span of that many bars is compared with

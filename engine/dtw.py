@@ -19,7 +19,7 @@ is branch-free and stores only D; the path is then traced back from its end,
 re-deciding each step from D and the local cost with librosa's rule (the
 same floating-point operations, hence the same decisions, ties included).
 The result is the cost at the path's TRUE end, ``D[N-1, end]`` (the seed
-read the path's first cell instead; SEED_BEHAVIOUR.md section 19.1), the path
+read the path's first cell instead, a bug not kept), the path
 length in points (``len(wp)`` in librosa) and both ends of the path. About
 1.3 ns of CPU per cell (1.6 ns storing step codes, 13 ns with a branchy
 single-row loop, measured on the 2-core development machine).

@@ -42,3 +42,7 @@ class AnalysisError(LoopLabError):
 
 class ModelError(LoopLabError):
     """A model or weights file is missing, unreadable or does not match."""
+
+
+class ConfigError(LoopLabError, ValueError):
+    """An invalid setting (e.g. a tempo range narrower than an octave)."""

@@ -35,8 +35,8 @@ writes one audio file per loop plus a metadata table:
 Every file is written atomically (:mod:`engine.atomic`): a failure never
 leaves a half-written file under the final name.
 
-The names that moved to :mod:`engine.loudness`, :mod:`engine.mp3` and
-:mod:`engine.naming` can still be imported from here.
+Loudness lives in :mod:`engine.loudness`, MP3 previews in :mod:`engine.mp3`,
+file and ZIP member names in :mod:`engine.naming`.
 """
 from __future__ import annotations
 
@@ -52,12 +52,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from . import schema
 from .atomic import atomic_path, atomic_write_csv
 from .audio import AudioInfo, as_2d, read_segment
 from .config import ExportConfig
 from .errors import AudioError, LoopLabError
 from .loudness import measure_loudness, peak_to_dbfs
-from .mp3 import MP3_RATES, downmix_stereo, prepare_mp3, write_mp3  # noqa: F401 - re-exported
+from .mp3 import write_mp3
 from .naming import loop_filename, sanitize_name, unique_member_name, zip_member_name
 
 #: Per-track metadata file name.
@@ -66,15 +67,11 @@ METADATA_NAME = "loops_metadata.csv"
 #: Batch-level metadata file name.
 AGGREGATE_NAME = "all_loops_metadata.csv"
 
-#: The seed's columns, always first and in this order.
-SEED_COLUMNS = ("track_id", "start_time", "end_time", "bars", "bpm")
+#: The earlier scripts' columns, always first and in this order (:mod:`engine.schema`).
+SEED_COLUMNS = schema.LEADING_COLUMNS
 
-#: Columns the export adds, after the seed's.
-EXPORT_COLUMNS = ("source_file", "rank", "file", "mp3_file", "folder", "start_sample",
-                  "end_sample",
-                  "export_start_sample", "export_end_sample", "sr", "channels", "gain_db",
-                  "loudness_lufs", "peak_dbfs", "ceiling_limited", "loudness_lufs_before",
-                  "gain_capped", "seam", "mp3_sr", "mp3_channels")
+#: Columns the export adds, after those (names and units: :data:`engine.schema.EXPORT`).
+EXPORT_COLUMNS = schema.EXPORT_COLUMNS
 
 #: WAV sample formats the export writes.
 WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
@@ -673,7 +670,7 @@ def write_aggregate_csv(tables, out_path) -> pd.DataFrame:
     return out
 
 
-def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
+def make_zip(source, zip_path, arcname_root: str | None = None, *, only=None) -> Path:
     """Pack exported files into a ZIP with safe member names (atomically).
 
     Parameters
@@ -685,6 +682,9 @@ def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
         The archive; if it lies inside ``source`` it is not packed into itself.
     arcname_root : str, optional
         A top folder inside the archive (sanitised).
+    only : iterable of paths, optional
+        With a folder ``source``: pack just these files (inside ``source``,
+        names relative to it), e.g. the files one run wrote.
 
     Returns
     -------
@@ -701,8 +701,9 @@ def make_zip(source, zip_path, arcname_root: str | None = None) -> Path:
     entries: list[tuple[Path, list[str]]] = []
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         root = Path(source)
-        for p in sorted(root.rglob("*")):
-            rel = p.relative_to(root)
+        files = sorted(root.rglob("*")) if only is None else [Path(p) for p in only]
+        for p in files:
+            rel = p.resolve().relative_to(root.resolve())
             if not p.is_file() or any(part.startswith(".") for part in rel.parts):
                 continue
             if p.resolve() == zip_path.resolve():

@@ -1,14 +1,14 @@
 """Frame features computed once per track, aggregated per candidate by slicing.
 
-The seed recomputed HPSS, three STFTs and a tempo estimate for every
-overlapping candidate (SEED_BEHAVIOUR.md §1b). Here one pass over the track
+The earlier scripts recomputed HPSS, three STFTs and a tempo estimate for every
+overlapping candidate. Here one pass over the track
 computes compact per-frame descriptors (STFT magnitude is never kept whole:
 the track is processed in blocks, so a 60-minute mix stays within a few
 hundred MB), and each candidate's features are means and shapes of slices.
 
 Per-candidate features (:func:`candidate_features`) keep the seed's 20 names
-and add seam and repetition features; see :data:`SEED_FEATURES` and
-:data:`SEAM_FEATURES`. Differences from the seed, on purpose:
+and add seam and repetition features; see :data:`engine.schema.SEED_FEATURES` and
+:data:`engine.schema.SEAM_FEATURES`. Differences from the seed, on purpose:
 
 * drum cues use the track's beat grid (candidates start on a downbeat), and
   are averaged over every bar of the loop instead of read at frame 0 only;
@@ -23,49 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import schema
 from .config import AnalysisConfig
 from .rhythm import FINE_HOP, OnsetData, fine_attack_envelope, flux_bands, onset_lag, shift_frames
 
-SEED_FEATURES = [
-    "duration_sec", "rms_mean", "rms_std", "zcr_mean", "spectral_centroid_mean",
-    "spectral_bandwidth_mean", "spectral_rolloff_mean", "onset_strength_mean",
-    "onset_strength_std", "onset_density", "percussive_ratio", "kick_on_one_score",
-    "snare_two_or_three_score", "hihat_grid_score", "boundary_drum_score",
-    "drum_alignment_score", "periodicity_score", "periodicity_kick", "periodicity_snare",
-    "periodicity_hihat",
-]
-
-SEAM_FEATURES = [
-    "seam_spectral_continuity",   # cosine(tail spectrum, spectrum just before the start)
-    "seam_rms_jump_db",           # |level of the tail - level just before the start|
-    "seam_onset_at_start",        # attack strength at the loop start (a clean "one")
-    "bar_repetition",             # mean rhythmic/timbral similarity between the loop's bars
-    "phrase_return",              # similarity of the bar after the loop to its first bar
-    "energy_stability",           # 1 - CV of per-bar RMS
-    "harmonic_ratio",             # 1 - percussive_ratio, kept for readability of models
-]
-
-#: Arrangement features: can a section change (a part entering or leaving, a new
-#: groove or chord cycle) hide inside the loop? Computed from per-bar descriptors
-#: (memoised once per bar line) and, for the relative ones, scaled by the
-#: track's typical bar-to-bar change, so they mean the same on any mix.
-SECTION_FEATURES = [
-    "bar_mel_jump_max",           # largest log-mel distance between consecutive bars inside
-    "bar_mel_jump_rel",           # ... over the track's median bar-to-bar distance
-    "bar_pattern_jump_max",       # largest onset-pattern change between consecutive bars
-    "bar_chroma_jump_max",        # largest chroma change between consecutive bars
-    "half_contrast",              # log-mel distance between the first and second half
-    "half_contrast_rel",          # ... over the track's median bar-to-bar distance
-    "band_range_max",             # largest per-bar level range of any of 8 bands (log units)
-    "band_flips",                 # bands that switch on/off inside the loop
-    "bar_rms_range_db",           # loudest bar over quietest bar, dB
-    "silent_bar_frac",            # bars far below the track's level
-    "start_jump_rel",             # change from the bar before the start to the first bar
-    "end_jump_rel",               # change from the last bar to the bar after the end
-    "inside_vs_edges",            # inside jump relative to the larger edge jump
-]
-
-FEATURE_COLUMNS = SEED_FEATURES + SEAM_FEATURES + SECTION_FEATURES
+#: The features this module computes, in order (names, units: :mod:`engine.schema`).
+FEATURE_COLUMNS = schema.FEATURE_COLUMNS
 
 N_MEL = 40
 HPSS_TIME_KERNEL = 17   # frames (~0.4 s)
@@ -218,12 +181,12 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
     onsets = OnsetData(sr=sr, hop_length=hop, envelope=env, low=shift_frames(out["flux_low"], lag),
                        mid=shift_frames(out["flux_mid"], lag), fine=fine_attack_envelope(y, FINE_HOP))
     onset_frames = _pick_onsets(env)
-    tf = TrackFeatures(sr=sr, hop_length=hop, n_fft=n_fft, rms=out["rms"], zcr=out["zcr"],
+    feats = TrackFeatures(sr=sr, hop_length=hop, n_fft=n_fft, rms=out["rms"], zcr=out["zcr"],
                        centroid=out["centroid"], bandwidth=out["bandwidth"],
                        rolloff=out["rolloff"], harm_energy=out["harm"], perc_energy=out["perc"],
                        kick=out["kick"], snare=out["snare"], hat=out["hat"], low=out["low"],
                        mel=mel, chroma=chroma, onset_frames=onset_frames)
-    return tf, onsets
+    return feats, onsets
 
 
 def _pick_onsets(env: np.ndarray) -> np.ndarray:
@@ -279,13 +242,13 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb)) if na > 1e-12 and nb > 1e-12 else 0.0
 
 
-def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.DataFrame,
+def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.DataFrame,
                        beat_period: float) -> pd.DataFrame:
     """Features of every candidate, computed by slicing the track's frames.
 
     Parameters
     ----------
-    tf : TrackFeatures
+    feats : TrackFeatures
     onsets : OnsetData
     candidates : DataFrame
         Needs ``start_time``, ``end_time``, ``bars``, ``beats_per_bar``.
@@ -297,11 +260,11 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
     DataFrame
         :data:`FEATURE_COLUMNS`, aligned with ``candidates``' index.
     """
-    fps = tf.fps
+    fps = feats.fps
     beat = max(1, int(round(beat_period * fps)))
     half = max(1, int(round(0.10 * beat)))
     env = onsets.envelope
-    onset_frames = tf.onset_frames
+    onset_frames = feats.onset_frames
     seam = max(2, int(round(0.1 * fps)))          # ~100 ms of context at the seam
     memo: dict = {}
 
@@ -310,41 +273,41 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
         since overlapping candidates share their bars."""
         if (a, bar_len) not in memo:
             z = a + bar_len
-            if a < 0 or z > tf.n_frames:
+            if a < 0 or z > feats.n_frames:
                 memo[a, bar_len] = None
             else:
                 steps = np.array_split(env[a:z], 16) if z - a >= 16 else [env[a:z]]
                 pattern = np.array([s.mean() if s.size else 0.0 for s in steps])
-                memo[a, bar_len] = (np.concatenate([tf.mel[:, a:z].mean(axis=1) / 10.0,
+                memo[a, bar_len] = (np.concatenate([feats.mel[:, a:z].mean(axis=1) / 10.0,
                                                     _norm_max(pattern)]),
-                                    _norm_max(tf.chroma[:, a:z].mean(axis=1)))
+                                    _norm_max(feats.chroma[:, a:z].mean(axis=1)))
         return memo[a, bar_len]
 
     bar_memo: dict = {}
     n_groups = 8
-    track_rms_ref = float(np.percentile(tf.rms, 95)) if tf.n_frames else 0.0
+    track_rms_ref = float(np.percentile(feats.rms, 95)) if feats.n_frames else 0.0
 
     def bar_stats(a: int, bar_len: int):
         """(log-mel mean, 8 band levels, onset pattern, chroma, rms) of one bar; memoised."""
         if (a, bar_len) not in bar_memo:
             z = a + bar_len
-            if a < 0 or z > tf.n_frames or bar_len < 1:
+            if a < 0 or z > feats.n_frames or bar_len < 1:
                 bar_memo[a, bar_len] = None
             else:
-                mel = tf.mel[:, a:z].mean(axis=1)
+                mel = feats.mel[:, a:z].mean(axis=1)
                 bands = np.array([g.mean() for g in np.array_split(mel, n_groups)])
                 steps = np.array_split(env[a:z], 16) if z - a >= 16 else [env[a:z]]
                 pattern = _norm_max(np.array([st.mean() if st.size else 0.0 for st in steps]))
                 bar_memo[a, bar_len] = (mel, bands, pattern,
-                                        _norm_max(tf.chroma[:, a:z].mean(axis=1)),
-                                        float(tf.rms[a:z].mean()))
+                                        _norm_max(feats.chroma[:, a:z].mean(axis=1)),
+                                        float(feats.rms[a:z].mean()))
         return bar_memo[a, bar_len]
 
     def mel_jump(p, q) -> float:
         return float(np.linalg.norm(p[0] - q[0]) / np.sqrt(p[0].size))
 
     # the track's typical bar-to-bar change, on the candidates' own bar lines
-    starts = sorted({tf.frame(t) for t in candidates["start_time"]}) if len(candidates) else []
+    starts = sorted({feats.frame(t) for t in candidates["start_time"]}) if len(candidates) else []
     if len(candidates):
         bl0 = max(1, int(round(int(candidates["beats_per_bar"].iloc[0]) * beat)))
         jumps = []
@@ -359,15 +322,16 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
 
     rows = []
     for _, c in candidates.iterrows():
-        f0, f1 = tf.frame(c["start_time"]), tf.frame(c["end_time"])
+        f0, f1 = feats.frame(c["start_time"]), feats.frame(c["end_time"])
         f1 = max(f1, f0 + 2)
         sl = slice(f0, f1)
         dur = float(c["end_time"] - c["start_time"])
-        rms = tf.rms[sl]
+        rms = feats.rms[sl]
         e = env[sl]
-        harm, perc = float(tf.harm_energy[sl].sum()), float(tf.perc_energy[sl].sum())
+        harm, perc = float(feats.harm_energy[sl].sum()), float(feats.perc_energy[sl].sum())
         pr = perc / (harm + perc + 1e-8)
-        kick, snare, hat = _norm_max(tf.kick[sl]), _norm_max(tf.snare[sl]), _norm_max(tf.hat[sl])
+        kick, snare = _norm_max(feats.kick[sl]), _norm_max(feats.snare[sl])
+        hat = _norm_max(feats.hat[sl])
         bpb = int(c.get("beats_per_bar", 4))
         n_bars = max(1, int(c["bars"]))
         bar_frames = [int(round(i * bpb * beat)) for i in range(n_bars)]
@@ -380,10 +344,10 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
         pk, ps, ph = (_circular_periodicity(x, per_lags) for x in (kick, snare, hat))
         n_on = int(np.count_nonzero((onset_frames >= f0) & (onset_frames < f1)))
         # seam: the loop's tail replaces what really precedes its start
-        tail = tf.mel[:, max(f0, f1 - seam):f1].mean(axis=1)
-        pre = tf.mel[:, max(0, f0 - seam):f0].mean(axis=1) if f0 > 0 else tail
-        rms_tail = float(tf.rms[max(f0, f1 - 3):f1].mean())
-        rms_pre = float(tf.rms[max(0, f0 - 3):f0].mean()) if f0 > 0 else rms_tail
+        tail = feats.mel[:, max(f0, f1 - seam):f1].mean(axis=1)
+        pre = feats.mel[:, max(0, f0 - seam):f0].mean(axis=1) if f0 > 0 else tail
+        rms_tail = float(feats.rms[max(f0, f1 - 3):f1].mean())
+        rms_pre = float(feats.rms[max(0, f0 - 3):f0].mean()) if f0 > 0 else rms_tail
         jump_db = abs(20 * np.log10((rms_tail + 1e-6) / (rms_pre + 1e-6)))
         # bar repetition: per-bar spectral shape and onset pattern (harmony may move)
         bar_len = max(1, int(round(bpb * beat)))
@@ -399,8 +363,8 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
             phrase_return = 0.5 * _cos(after[0], descs[0][0]) + 0.5 * _cos(after[1], descs[0][1])
         else:
             phrase_return = 0.0
-        bar_rms = [tf.rms[f0 + i * bar_len:f0 + (i + 1) * bar_len].mean()
-                   for i in range(n_bars) if f0 + (i + 1) * bar_len <= tf.n_frames]
+        bar_rms = [feats.rms[f0 + i * bar_len:f0 + (i + 1) * bar_len].mean()
+                   for i in range(n_bars) if f0 + (i + 1) * bar_len <= feats.n_frames]
         stability = 1.0 - float(np.std(bar_rms) / (np.mean(bar_rms) + 1e-9)) if len(bar_rms) > 1 else 1.0
         start_att = float(env[f0:f0 + 2].max() / (np.percentile(e, 95) + 1e-9)) if e.size else 0.0
         # arrangement: per-bar descriptors inside the loop and at its edges
@@ -430,10 +394,10 @@ def candidate_features(tf: TrackFeatures, onsets: OnsetData, candidates: pd.Data
         ej = mel_jump(stats[-1], after_st) / jump_scale if (after_st is not None and stats) else 0.0
         rows.append({
             "duration_sec": dur, "rms_mean": float(rms.mean()), "rms_std": float(rms.std()),
-            "zcr_mean": float(tf.zcr[sl].mean()),
-            "spectral_centroid_mean": float(tf.centroid[sl].mean()),
-            "spectral_bandwidth_mean": float(tf.bandwidth[sl].mean()),
-            "spectral_rolloff_mean": float(tf.rolloff[sl].mean()),
+            "zcr_mean": float(feats.zcr[sl].mean()),
+            "spectral_centroid_mean": float(feats.centroid[sl].mean()),
+            "spectral_bandwidth_mean": float(feats.bandwidth[sl].mean()),
+            "spectral_rolloff_mean": float(feats.rolloff[sl].mean()),
             "onset_strength_mean": float(e.mean()), "onset_strength_std": float(e.std()),
             "onset_density": n_on / max(dur, 1e-6), "percussive_ratio": pr,
             "kick_on_one_score": kick_one, "snare_two_or_three_score": snare_23,

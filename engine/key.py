@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .synth import PITCH_CLASSES
+from .music import PITCH_CLASSES
 
 __all__ = [
     "Chroma", "KeyEstimate", "KeyCompat", "PROFILES", "DEFAULT_PROFILE",

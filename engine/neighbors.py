@@ -267,7 +267,7 @@ def _measure(path, cache: dict):
     if path in cache:
         return cache[path]
     from .contact import SequenceParams, estimate_loop_bpm, rhythm_features
-    from .contact.sequences import _key_of
+    from .contact.sequences import estimate_loop_key
 
     out = (None, None, None)
     try:
@@ -277,7 +277,7 @@ def _measure(path, cache: dict):
         y, info = load_mono(path, params.sr, min_duration=0.2)
         feats = rhythm_features(y, params.sr, params)
         bpm, _ = estimate_loop_bpm(y, params.sr, feats, info.duration, params)
-        key, cam, _ = _key_of(y, params.sr)
+        key, cam, _ = estimate_loop_key(y, params.sr)
         out = (bpm, key, cam)
     except (LoopLabError, OSError, ValueError):
         pass
@@ -376,10 +376,7 @@ def query_neighbors(nn_csv, query: str, top_k: int = 10, *, disable_bpm_estimati
                     key_of[f] = key
                 if cam and f not in cam_of:
                     cam_of[f] = cam
-    try:
-        from .key import key_compatibility
-    except ImportError:  # pragma: no cover - key module not present
-        key_compatibility = None
+    from .key import key_compatibility
 
     qb = bpm_of.get(target)
     qcam = cam_of.get(target)

@@ -1,7 +1,8 @@
 """Per-track and batch orchestration.
 
-``analyse_track`` (decode -> frame features -> rhythm -> candidates ->
-candidate features -> key) is the expensive, cached part; ``rank_track``
+``analyse_track`` runs the per-track stages of :mod:`engine.stages` (decode
+-> frame features -> rhythm -> candidates -> key -> candidate features ->
+embeddings) and is the expensive, cached part; ``rank_track``
 (score, composite, distinct top K) is cheap and re-run freely, e.g. when the
 dashboard's sliders move; ``extract_track`` adds the export; ``run_batch``
 maps ``extract_track`` over files with joblib (locally or on a Dask cluster),
@@ -14,8 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -26,13 +31,12 @@ import pandas as pd
 
 from . import CODE_VERSION, __version__
 from .atomic import atomic_write_text
-from .audio import AudioInfo, content_hash, find_audio_files, load_mono, probe
+from .audio import AudioInfo, content_hash, find_audio_files, probe
 from .cache import DiskCache, make_key
-from .candidates import choose_adaptive_bar_options, generate_candidates, select_distinct
+from .candidates import select_distinct
 from .config import AnalysisConfig, PipelineConfig, RankConfig
-from .errors import AnalysisError, LoopLabError
-from .features import candidate_features, compute_track_features
-from .rhythm import RhythmGrid, analyse_rhythm
+from .errors import LoopLabError
+from .rhythm import RhythmGrid
 from .scoring import LoopScorer, score_candidates
 
 #: Points in the stored waveform overview (for plots).
@@ -44,8 +48,7 @@ class TrackAnalysis:
     """Everything the engine knows about one track, before ranking.
 
     ``candidates`` holds one row per bar-aligned candidate with its
-    features; times are seconds, ``start_sample``/``end_sample`` are at the
-    source rate.
+    features (columns and units: :mod:`engine.schema`); times are seconds.
     """
 
     path: str
@@ -113,45 +116,31 @@ class BatchResult:
         return sum(not r.ok for r in self.results)
 
 
-def _overview(y: np.ndarray, points: int = OVERVIEW_POINTS) -> np.ndarray:
+def waveform_overview(y: np.ndarray, points: int = OVERVIEW_POINTS) -> np.ndarray:
+    """Min/max envelope of a signal in ``points`` blocks, shape (2, points) (for plots)."""
     n = max(1, len(y) // points)
     m = (len(y) // n) * n
     blocks = y[:m].reshape(-1, n)
     return np.vstack([blocks.min(axis=1), blocks.max(axis=1)]).astype(np.float32)
 
 
-def _key_estimates(y: np.ndarray, sr: int, candidates: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    """Track key and per-candidate ``key``, ``camelot``, ``key_confidence`` columns.
-
-    The chroma is computed once per track (:func:`engine.key.track_chroma`)
-    and sliced per candidate.
-    """
-    from . import key as keymod
-
-    chroma = keymod.track_chroma(y, sr)
-    est = keymod.track_key(chroma)
-    # short loops often hold a single chord: lean half-way on the track's key
-    # (2-bar loops: 0.68 -> 0.92 exact on bench_key's set)
-    seg = keymod.segment_keys(chroma, candidates["start_time"].to_numpy(),
-                              candidates["end_time"].to_numpy(), track_weight=0.5)
-    cols = pd.DataFrame({"key": [s.key for s in seg], "camelot": [s.camelot for s in seg],
-                         "key_confidence": [round(float(s.confidence), 3) for s in seg]},
-                        index=candidates.index)
-    track = {"key": est.key, "camelot": est.camelot, "open_key": est.open_key,
-             "confidence": round(float(est.confidence), 3)}
-    return track, cols
-
-
 def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCache | None = None,
                   progress=None) -> TrackAnalysis:
     """Decode and analyse one file: rhythm grid, candidates with features, key.
+
+    Runs :data:`engine.stages.STAGES` in order on one
+    :class:`~engine.stages.AnalysisState`, timing each stage, reporting it to
+    ``progress`` and checking the candidate table's columns at every stage
+    boundary (:func:`engine.schema.require`).
 
     Parameters
     ----------
     path : str or Path
     cfg : AnalysisConfig
     cache : DiskCache, optional
-        Reuse/store the result keyed by content hash, ``cfg`` and code version.
+        Reuse/store the result keyed by content hash, ``cfg``, the embedder
+        and the engine's source (:func:`engine.cache.make_key`). A hit is
+        re-pointed at ``path`` (:func:`relocate_analysis`).
     progress : callable, optional
         ``progress(done, total, message)`` over the stages.
 
@@ -160,13 +149,10 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
     AudioError, AnalysisError
         With the file name and the problem.
     """
-    stages = 7
+    from . import schema
+    from .stages import STAGES, AnalysisState, candidate_table
 
-    def step(i, msg):
-        if progress:
-            progress(i, stages, msg)
-
-    t = {}
+    total = len(STAGES)
     t0 = time.perf_counter()
     info = probe(path)
     audio_hash = content_hash(path)
@@ -177,77 +163,62 @@ def analyse_track(path, cfg: AnalysisConfig = AnalysisConfig(), *, cache: DiskCa
 
         embedder = get_embedder(cfg.embedding, cfg.openl3_weights)
         params["embedder"] = getattr(embedder, "cache_key", embedder.name)
-    key = make_key(audio_hash, params)
+    cache_key = make_key(audio_hash, params)
     if cache is not None:
-        hit = cache.get(key)
+        hit = cache.get(cache_key)
         if hit is not None:
-            hit.path, hit.from_cache = str(path), True
-            step(stages, "loaded from cache")
-            return hit
-    step(0, "decoding")
-    y, info = load_mono(path, cfg.sr, min_duration=cfg.min_duration, info=info)
-    t["decode"] = time.perf_counter() - t0
+            if progress:
+                progress(total, total, "loaded from cache")
+            return relocate_analysis(hit, path, info)
 
-    t1 = time.perf_counter()
-    step(1, "frame features")
-    tf, onsets = compute_track_features(y, cfg.sr, cfg)
-    t["features_track"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(2, "tempo, beats and bars")
-    grid = analyse_rhythm(y, cfg.sr, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps,
-                          path=info.name)
-    t["rhythm"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(3, "loop candidates")
-    bars = list(cfg.bars)
-    if cfg.adaptive_4_vs_8:
-        bars = choose_adaptive_bar_options(grid.beats, grid.bpm, bars, grid.beats_per_bar,
-                                           cfg.adaptive_margin)
-    cands = generate_candidates(grid, len(y) / cfg.sr, bars)
-    if cands.empty:
-        raise AnalysisError(f"{info.name}: no whole bar fits in the audio "
-                            f"({info.duration:.2f} s at {grid.bpm:.1f} BPM)")
-    cands["start_sample"] = np.round(cands["start_time"] * info.sr).astype(np.int64)
-    cands["end_sample"] = np.round(cands["end_time"] * info.sr).astype(np.int64)
-    t["candidates"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(4, "candidate features")
-    feats = candidate_features(tf, onsets, cands, grid.beat_period)
-    t["features_candidates"] = time.perf_counter() - t1
-
-    t1 = time.perf_counter()
-    step(5, "key")
-    track_key, key_cols = _key_estimates(y, cfg.sr, cands)
-    t["key"] = time.perf_counter() - t1
-
-    emb_cols = pd.DataFrame(index=cands.index)
-    if embedder is not None:
-        from .embeddings import embedding_timeline, pool_segments, pooled_feature_names
-
+    state = AnalysisState(path=str(path), cfg=cfg, info=info, embedder=embedder)
+    timings = {}
+    for i, stage in enumerate(STAGES):
+        if not stage.enabled(state):
+            continue
+        if progress:
+            progress(i, total, stage.message.format(embedder=getattr(embedder, "name", "")))
+        if stage.needs:
+            schema.require(state.candidates, stage.needs, stage.name, info.name)
         t1 = time.perf_counter()
-        step(6, f"embeddings ({embedder.name})")
-        timeline = embedding_timeline(y, cfg.sr, embedder, hop_size=cfg.embedding_hop)
-        pooled = pool_segments(timeline, cands["start_time"].to_numpy(), cands["end_time"].to_numpy())
-        emb_cols = pd.DataFrame(pooled, columns=pooled_feature_names(timeline), index=cands.index)
-        t["embeddings"] = time.perf_counter() - t1
+        stage.run(state)
+        timings[stage.name] = time.perf_counter() - (t0 if i == 0 else t1)
+        if stage.makes:
+            schema.require(candidate_table(state), stage.makes, stage.name, info.name)
 
-    table = pd.concat([cands, key_cols, feats, emb_cols], axis=1)
-    table.insert(0, "track_id", Path(path).stem)
-    result = TrackAnalysis(path=str(path), info=info, audio_hash=audio_hash, grid=grid,
-                           candidates=table, key=track_key, overview=_overview(y),
-                           timings=t, warnings=list(info.warnings),
+    result = TrackAnalysis(path=str(path), info=state.info, audio_hash=audio_hash, grid=state.grid,
+                           candidates=candidate_table(state), key=state.track_key,
+                           overview=waveform_overview(state.y), timings=timings,
+                           warnings=list(state.info.warnings),
                            embedding_backend=embedder.name if embedder is not None else "none")
     if embedder is not None and getattr(embedder, "note", ""):
         result.warnings.append(f"embedding: {embedder.note}")
-    if grid.bar_confidence < 0.2:
+    if state.grid.bar_confidence < 0.2:
         result.warnings.append("bar lines are uncertain (weak downbeat cues); check the grid")
-    step(stages, "done")
+    if progress:
+        progress(total, total, "done")
     if cache is not None:
-        cache.put(key, result)
+        cache.put(cache_key, result)
     return result
+
+
+def relocate_analysis(analysis: TrackAnalysis, path, info: AudioInfo) -> TrackAnalysis:
+    """A cached analysis, re-pointed at the file it was just found under.
+
+    The cache is keyed by content, so a hit may come from the same audio at
+    another path (moved, renamed, or a byte-identical copy): everything that
+    depends on where the file is (``path``, ``info.path``/``readable_path``
+    and the file name, the candidates' ``track_id``) is taken from ``path``
+    and its fresh ``info`` (:func:`engine.audio.probe`), never from the entry.
+    """
+    from dataclasses import replace
+
+    analysis.path = str(path)
+    analysis.info = replace(analysis.info, path=info.path, readable_path=info.readable_path)
+    analysis.candidates = analysis.candidates.copy()
+    analysis.candidates["track_id"] = Path(path).stem
+    analysis.from_cache = True
+    return analysis
 
 
 def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
@@ -262,6 +233,10 @@ def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
     selected : DataFrame
         The top ``cfg.top_k`` distinct loops with a 1-based ``rank``.
     """
+    from . import schema
+
+    schema.require(analysis.candidates, [*schema.CANDIDATE_COLUMNS, *schema.FEATURE_COLUMNS],
+                   "rank", Path(analysis.path).name)
     scored = score_candidates(analysis.candidates, cfg, scorer)
     selected = select_distinct(scored, "rank_score", cfg.top_k, cfg.max_overlap)
     return scored, selected
@@ -319,8 +294,9 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
         _, selected = rank_track(analysis, cfg.rank, load_scorer(cfg.rank))
         folder = Path(out_dir) / (track_dir_name or sanitize_name(Path(path).stem))
         t1 = time.perf_counter()
-        meta = export_track_loops(analysis.info, selected, folder, cfg.export,
-                                  track_stem=Path(path).stem)
+        with _replacing_folder(folder) as staging:
+            meta = export_track_loops(analysis.info, selected, staging, cfg.export,
+                                      track_stem=Path(path).stem)
         timings = dict(analysis.timings, export=time.perf_counter() - t1,
                        total=time.perf_counter() - t0)
         return TrackResult(path=str(path), ok=True, n_candidates=len(analysis.candidates),
@@ -338,6 +314,29 @@ def extract_track(path, out_dir, cfg: PipelineConfig = PipelineConfig(), *,
         return TrackResult(path=str(path), ok=False,
                            error=f"{Path(path).name}: unexpected error ({type(exc).__name__}: {exc}) [{tb}]",
                            timings={"total": time.perf_counter() - t0})
+
+
+@contextmanager
+def _replacing_folder(folder: Path):
+    """Stage a track's export in a hidden sibling folder, then swap it in.
+
+    Re-running into a non-empty output folder replaces this track's folder
+    as a whole (no loop of an earlier run with other settings survives next
+    to the new ones); a failed export leaves the earlier folder untouched.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}.new-", dir=folder.parent))
+    try:
+        new = staging / folder.name          # same name: loops_metadata.csv's `folder` is right
+        yield new
+        old = None
+        if folder.exists():
+            old = staging / ".old"
+            os.replace(folder, old)
+        os.replace(new, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def collect_inputs(input_path=None, folder=None) -> list[Path]:
@@ -362,12 +361,73 @@ def unique_dir_names(paths) -> list[str]:
     return names
 
 
+#: Test-only hook: a worker process analysing a file of this name kills itself
+#: with SIGSEGV (tests/test_batch_robustness.py proves batches survive it).
+KILL_WORKER_TEST_ENV = "LOOPLAB_TEST_KILL_WORKER_ON"
+
+
+def _extract_in_worker(path, out_dir, cfg, name, kill_on=None):
+    """extract_track in a worker process (the test hook lives only here)."""
+    if kill_on and Path(path).name == kill_on:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return extract_track(path, out_dir, cfg, track_dir_name=name)
+
+
+def _isolated_child(result_file, path, out_dir, cfg, name, kill_on):
+    import joblib
+
+    joblib.dump(_extract_in_worker(path, out_dir, cfg, name, kill_on), result_file)
+
+
+def _run_isolated(items, out_dir, cfg: PipelineConfig, kill_on):
+    """Yield TrackResults, each file in its own fresh process (at most n_jobs at once).
+
+    A file whose process dies (segfault, out-of-memory kill) is reported as
+    failed with the signal; the others are unaffected.
+    """
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    import joblib
+
+    from .kernels import describe_exit
+
+    ctx = mp.get_context("spawn")
+    pending, running = list(items), {}
+    with tempfile.TemporaryDirectory(prefix="looplab-isolated-") as tmp:
+        while pending or running:
+            while pending and len(running) < max(1, cfg.n_jobs):
+                p, n = pending.pop(0)
+                rfile = Path(tmp) / f"{len(pending)}-{len(running)}-{time.monotonic_ns()}.joblib"
+                proc = ctx.Process(target=_isolated_child,
+                                   args=(str(rfile), p, out_dir, cfg, n, kill_on), daemon=True)
+                proc.start()
+                running[proc.sentinel] = (proc, rfile, p)
+            for sentinel in wait(list(running)):
+                proc, rfile, p = running.pop(sentinel)
+                proc.join()
+                try:
+                    yield joblib.load(rfile)
+                except Exception:  # noqa: BLE001 - no result: the process died
+                    yield TrackResult(path=str(p), ok=False,
+                                      error=f"{Path(p).name}: worker process died while analysing "
+                                      f"it ({describe_exit(proc.exitcode)})")
+
+
 def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
-    """Yield TrackResults as they finish (joblib locally or on Dask)."""
+    """Yield TrackResults as they finish (joblib locally or on Dask).
+
+    Locally, when a worker process dies (joblib then abandons the whole
+    pool), the files without a result yet are run again, each in a fresh
+    process of its own: the file that killed its worker is reported with
+    the signal, every other file completes.
+    """
     from joblib import Parallel, delayed, parallel_config
 
-    jobs = [delayed(extract_track)(p, out_dir, cfg, track_dir_name=n) for p, n in zip(paths, names)]
+    kill_on = os.environ.get(KILL_WORKER_TEST_ENV)
     if cfg.backend == "dask":
+        jobs = [delayed(extract_track)(p, out_dir, cfg, track_dir_name=n)
+                for p, n in zip(paths, names)]
         from dask.distributed import Client
 
         client = Client(cfg.scheduler) if cfg.scheduler else Client(processes=False)
@@ -376,11 +436,24 @@ def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
                 yield from Parallel(n_jobs=-1, return_as="generator_unordered")(jobs)
         finally:
             client.close()
-    elif cfg.n_jobs == 1 or len(jobs) == 1:
+    elif cfg.n_jobs == 1 or len(paths) == 1:
         for p, n in zip(paths, names):
             yield extract_track(p, out_dir, cfg, track_dir_name=n)
     else:
-        yield from Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs)
+        from concurrent.futures.process import BrokenProcessPool
+
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        done = set()
+        jobs = [delayed(_extract_in_worker)(p, out_dir, cfg, n, kill_on)
+                for p, n in zip(paths, names)]
+        try:
+            for r in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
+                done.add(r.path)
+                yield r
+        except (TerminatedWorkerError, BrokenProcessPool):
+            rest = [(p, n) for p, n in zip(paths, names) if str(p) not in done]
+            yield from _run_isolated(rest, out_dir, cfg, kill_on)
 
 
 def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progress=None) -> BatchResult:
@@ -408,6 +481,11 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
     if cfg.rank.model_path:        # fail fast on a bad model, before any file is touched
         load_scorer(cfg.rank)
     names = unique_dir_names(paths)
+    kernel_notes = []
+    if cfg.backend == "local":      # compile numba kernels once, before any worker starts
+        from .kernels import ensure_kernels
+
+        kernel_notes = ensure_kernels().messages
     results = []
     for r in _run_parallel(paths, out_dir, cfg, names, progress):
         results.append(r)
@@ -419,7 +497,7 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
     tables = [r.metadata for r in results if r.ok and r.metadata is not None]
     agg = out_dir / "all_loops_metadata.csv"
     write_aggregate_csv(tables, agg)
-    zip_path = make_zip(out_dir, out_dir / "loops_export.zip") if cfg.make_zip else None
+    zip_path = out_dir / "loops_export.zip" if cfg.make_zip else None
     timing_keys = ("decode", "features_track", "rhythm", "candidates", "features_candidates",
                    "key", "embeddings", "export", "total")
     stage_totals = {k: round(sum(r.timings.get(k, 0.0) for r in results), 3) for k in timing_keys}
@@ -441,8 +519,14 @@ def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progres
         "stage_seconds": stage_totals,
         "config": cfg.as_dict(),
         "artifacts": {"aggregate_csv": str(agg), "zip": str(zip_path) if zip_path else None},
+        "notes": kernel_notes,
     }
-    atomic_write_text(out_dir / "run_summary.json", json.dumps(summary, indent=2, default=str))
+    summary_path = out_dir / "run_summary.json"
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, default=str))
+    if zip_path is not None:        # exactly this run's files: its track folders, CSV, summary
+        members = [f for r in results if r.ok and r.out_dir
+                   for f in sorted(Path(r.out_dir).rglob("*")) if f.is_file()]
+        make_zip(out_dir, zip_path, only=[*members, agg, summary_path])
     return BatchResult(results=results, summary=summary, out_dir=str(out_dir),
                        aggregate_csv=str(agg), zip_path=str(zip_path) if zip_path else None)
 

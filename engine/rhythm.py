@@ -1,26 +1,29 @@
 """Tempo, beats and bar lines (downbeats).
 
-The pipeline, in four steps:
+The pipeline (:func:`analyse_rhythm`):
 
-1. **Beats** come from librosa's dynamic-programming beat tracker on a
-   spectral-flux onset envelope. Its tempo is folded into the DJ range and
-   half/double ambiguities are settled by :func:`_choose_octave`.
-2. **Beat grid**: most DJ material is played to a click, so a straight line
-   (constant tempo) is fitted through the tracked beats by robust least
-   squares. When the residuals are small the fitted grid replaces the tracked
-   beats (sub-millisecond tempo, no jitter); when they are not (live drummer,
-   tempo changes) the tracked beats are kept.
-3. **Phase refinement**: beat times from a 23 ms hop are coarse, so the grid's
-   phase is refined on a fine (1.5 ms) attack envelope.
-4. **Bar phase**: which beat of the bar is "one". librosa finds beats, not
-   bars. For each candidate phase we average cues measured on every beat:
-   harmonic change (chords and bass move on the bar line), low-frequency
-   attacks (kick, bass notes), and the backbeat (snare on 2 and 4 means the
-   beat before a snare is more likely a "one" or "three"). The phase with the
-   best score wins; its margin over the runner-up is the bar confidence.
+1. **Tempo** from the periodicity spectrum of the onset envelopes
+   (:mod:`engine.tempo`): a harmonic comb over the whole track picks the beat
+   level and rejects 2/3 and 3/2 readings (a bar-periodic rhythm has no line
+   there); backbeat, kick and a mild prior settle half/double. The user can
+   fix it (``AnalysisConfig.bpm``).
+2. **Beat grid**: the period and phase whose comb best fits the onsets of the
+   whole track (continuous, refined to parts per million, not a lag bin).
+   When librosa's tracked beats do not keep one position against that grid
+   the tempo moves, and the tracked beats (re-tracked with a looser tempo
+   constraint) are kept instead.
+3. **Beat or off-beat**: the comb's strongest pulse may be the off-beat
+   (disco hats, reggae skanks); onset levels in three bands, the kick/snare
+   alternation and harmonic change decide (:func:`_offbeat_choice`). The
+   phase is then refined on the fine attack envelope folded over the track.
+4. **Meter**: 4/4 unless the spectrum shows triple bar lines
+   (:func:`engine.tempo.meter_evidence`); ``beats_per_bar`` 3 or 4 forces it.
+5. **Bar phase**: which beat is "one", from kick, beat-to-beat and
+   bar-to-bar harmonic change, and backbeat cues; its margin over the
+   runner-up is the bar confidence. ``downbeat_offset`` shifts it.
 
-Measured on generated tracks (``tests/test_rhythm.py`` and
-``bench/bench_extract.py``).
+Measured on generated tracks (``tests/test_rhythm.py``, ``bench/bench_rhythm.py``)
+and on real renders (``bench/bench_rhythm_real.py``).
 """
 from __future__ import annotations
 
@@ -31,14 +34,14 @@ import numpy as np
 from .config import AnalysisConfig
 from .errors import AnalysisError
 
-#: Largest RMS residual (s) of tracked beats around a straight grid for the
-#: grid to be trusted as constant-tempo.
-GRID_RESIDUAL_MAX = 0.025
-
 #: Phase concentration (resultant length, modulo a quarter beat) of the
 #: tracked beats against the comb grid above which the track is taken as
 #: constant-tempo.
 GRID_AGREEMENT_MIN = 0.5
+
+#: Beat-tracker tightness when the tempo is not constant (librosa's default
+#: is 100; lower follows tempo changes more freely).
+TRACK_TIGHTNESS_VARIABLE = 100
 
 #: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
 #: three beats; the 4/4 prior sits in the offset (measured separation on the
@@ -249,113 +252,7 @@ def fold_tempo(bpm: float, min_bpm: float, max_bpm: float) -> float:
     return float(bpm)
 
 
-def _acf(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean()
-    n = len(x)
-    f = np.fft.rfft(x, 2 * n)
-    r = np.fft.irfft(f * np.conj(f))[:n]
-    return r / (r[0] + 1e-12)
-
-
-def _acf_at(r: np.ndarray, lag: float) -> float:
-    """Autocorrelation at a fractional lag (max over neighbouring bins)."""
-    i = int(round(lag))
-    lo, hi = max(1, i - 1), min(len(r) - 1, i + 1)
-    return float(r[lo:hi + 1].max()) if hi >= lo else 0.0
-
-
-def in_range(bpm: float, min_bpm: float, max_bpm: float, slack: float = 0.015) -> bool:
-    """True if ``bpm`` lies in the DJ range, with a little slack at both ends
-    (a 70 BPM track whose first estimate reads 69.8 must stay at 70)."""
-    return min_bpm * (1 - slack) <= bpm < max_bpm * (1 + slack)
-
-
-def _choose_octave(bpm: float, od: OnsetData, cfg: AnalysisConfig) -> tuple[float, dict]:
-    """Pick among bpm/2, bpm, 2*bpm (those inside the DJ range).
-
-    Cues are autocorrelations of onset envelopes at lags set by the
-    candidate beat period P:
-
-    * kick/bass contrast: low-band periodicity at P minus that at P/2. Kicks
-      and bass notes mark beats; if the low band also repeats every half
-      period, the candidate is too slow (its "beats" are every other beat),
-      and if it repeats at P but not at P/2 the candidate is the beat;
-    * full-band periodicity at P, minus the excess of the half-period
-      periodicity over it (hats on every 8th note do not make a beat).
-
-    A mild log-normal prior centred on the range's geometric middle breaks
-    near ties (halftime grooves stay ambiguous by nature).
-    """
-    r_full, r_low = _acf(od.envelope), _acf(od.low)
-    centre = np.sqrt(cfg.min_bpm * cfg.max_bpm)
-    scores = {}
-    for cand in (bpm / 2.0, bpm, bpm * 2.0):
-        if not in_range(cand, cfg.min_bpm, cfg.max_bpm):
-            continue
-        lag = 60.0 / cand * od.fps
-        kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
-        full = _acf_at(r_full, lag) - 0.5 * max(0.0, _acf_at(r_full, lag / 2.0) - _acf_at(r_full, lag))
-        prior = -0.5 * np.log2(cand / centre) ** 2
-        scores[round(cand, 3)] = float(0.6 * kick + 0.3 * full + 0.1 * prior)
-    if not scores:
-        return bpm, {}
-    best = max(scores, key=scores.get)
-    return float(best), scores
-
-
 # --------------------------------------------------------------------------- grid
-
-def _fit_grid(beat_times: np.ndarray, period: float | None = None
-              ) -> tuple[float, float, np.ndarray, float]:
-    """Robust straight-line fit t_k = t0 + k * period.
-
-    Returns (t0, period, indices, rms_residual). Beats that the tracker
-    skipped or doubled are handled by assigning each beat its nearest grid
-    index before the final fit. With ``period`` given, only the offset
-    ``t0`` is fitted (the user fixed the tempo).
-    """
-    ibi = np.diff(beat_times)
-    fixed = period is not None
-    if not fixed:
-        period = float(np.median(ibi))
-    # unwrap beat indices interval by interval: robust to skipped or doubled beats
-    k = np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(ibi / period)))])
-    keep = np.ones(len(k), bool)
-    for _ in range(4):
-        if fixed:
-            t0 = float(np.median(beat_times[keep] - k[keep] * period))
-        else:
-            A = np.vstack([np.ones(keep.sum()), k[keep]]).T
-            (t0, period), *_ = np.linalg.lstsq(A, beat_times[keep], rcond=None)
-        resid = beat_times - (t0 + k * period)
-        mad = np.median(np.abs(resid - np.median(resid))) + 1e-4
-        keep = np.abs(resid - np.median(resid)) < max(4 * mad, 0.015)
-        if keep.sum() < 2:
-            keep[:] = True
-            break
-    resid = beat_times[keep] - (t0 + k[keep] * period)
-    return float(t0), float(period), k, float(np.sqrt(np.mean(resid ** 2)))
-
-
-def _refine_phase(times: np.ndarray, od: OnsetData, max_shift: float = 0.035) -> float:
-    """Shift (s) that best aligns ``times`` with fine attack peaks."""
-    fine = od.fine
-    fps = od.sr / od.fine_hop
-    shifts = np.arange(-max_shift, max_shift + 1e-9, 0.5 / fps)
-    # smooth slightly so neighbouring frames vote together
-    kern = np.array([0.25, 0.5, 1.0, 0.5, 0.25], np.float32)
-    sm = np.convolve(fine, kern, mode="same")
-    best, best_val = 0.0, -1.0
-    for s in shifts:
-        idx = np.round((times + s) * fps).astype(int)
-        idx = idx[(idx >= 0) & (idx < len(sm))]
-        if idx.size == 0:
-            continue
-        v = float(sm[idx].mean())
-        if v > best_val + 1e-9:
-            best, best_val = float(s), v
-    return best
-
 
 def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025) -> float:
     """Beat time near ``t`` where the fine attack envelope, folded at
@@ -507,7 +404,9 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         Mono signal at ``sr``.
     sr : int
     config : AnalysisConfig
-        Uses ``min_bpm``, ``max_bpm``, ``beats_per_bar``, ``hop_length``, ``n_fft``.
+        Uses ``min_bpm``, ``max_bpm``, ``beats_per_bar`` (0 detects the meter),
+        ``bpm`` (fixes the tempo), ``downbeat_offset`` (shifts bar one),
+        ``hop_length``, ``n_fft``.
     onsets : OnsetData, optional
         Precomputed envelopes (see :func:`onset_data`).
     chroma, chroma_fps : optional
@@ -578,9 +477,16 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         bpm = 60.0 / period
         beats0 = grid
     else:
+        # the tempo moves: track beats with a looser tempo constraint so the
+        # tracker can follow it, and report the tempo of the middle of the track
+        _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr,
+                                                 hop_length=od.hop_length, bpm=bpm, trim=False,
+                                                 tightness=TRACK_TIGHTNESS_VARIABLE)
+        tracked = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
+        if len(tracked) >= 4:
+            beat_times = tracked
         beats0 = beat_times
-        t0, period_fit, _, _ = _fit_grid(beat_times)
-        bpm = float(60.0 / period_fit)
+        bpm = float(60.0 / np.median(np.diff(beat_times)))
 
     # which of the beat or the off-beat is the beat, the meter, and bar one
     beats_per_bar = config.beats_per_bar
@@ -656,15 +562,6 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
         if len(off_t) > 8:
             score += 1.0 * np.log(change(on) / change(off_t))
     return 0.0 if score >= 0 else half
-
-
-def _tempo_confidence(cands: dict, bpm: float) -> float:
-    """Margin of the chosen tempo's score over the best alternative, in [0, 1]."""
-    if len(cands) < 2:
-        return 0.5
-    vals = sorted(cands.values(), reverse=True)
-    spread = max(1e-9, vals[0] - vals[-1])
-    return float(np.clip((vals[0] - vals[1]) / spread, 0.0, 1.0))
 
 
 def estimate_bpm(y: np.ndarray, sr: int, min_bpm: float = 70.0, max_bpm: float = 180.0) -> float:

@@ -11,7 +11,7 @@ Two sources of a per-candidate quality score, recorded in ``score_source``:
   features that predict a clean, musical loop (drum periodicity, bar
   repetition, seam continuity, a strong first beat, steady energy).
 
-The composite re-rank follows the seed (SEED_BEHAVIOUR.md §8): weights for
+The composite re-rank keeps the earlier scripts' formula: weights for
 the model score (min-max scaled within the track; 0.5 if constant),
 periodicity and drum alignment; negative weights are clipped to 0 and the
 rest renormalised (all zero -> 1/0/0). Sorting is stable.
@@ -151,7 +151,7 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     Parameters
     ----------
     features : DataFrame
-        One track's candidates with :data:`engine.features.FEATURE_COLUMNS`.
+        One track's candidates with :data:`engine.schema.FEATURE_COLUMNS`.
     cfg : RankConfig
     scorer : LoopScorer, optional
         If absent, the heuristic score is used.
@@ -174,8 +174,7 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     out["beatmatch_composite_score"] = (
         w1 * minmax(out["score"]) + w2 * np.clip(out["periodicity_score"], 0, 1)
         + w3 * np.clip(out["drum_alignment_score"], 0, 1))
-    use = cfg.use_composite_rerank
-    if use is None:                 # default: the heuristic needs it, a trained model does not
-        use = scorer is None
+    # default: the heuristic needs the composite, a trained model does not
+    use = cfg.use_composite_rerank and (scorer is None or cfg.composite_on_model)
     out["rank_score"] = out["beatmatch_composite_score"] if use else out["score"]
     return out

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+from .music import PITCH_CLASSES
+
 _FLAT_ALIASES = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10, "CB": 11, "FB": 4, "E#": 5, "B#": 0}
 
 #: Drum patterns on a 16th-note grid per 4/4 bar (12 steps per 3/4 bar).

@@ -2,34 +2,31 @@
 
 Why a spectrum and not an autocorrelation tempogram: a rhythm that repeats
 every bar has energy only at multiples of the bar frequency, so the beat's
-fundamental is a sharp spectral line while a "3-3-2" or dotted-quarter pattern,
-which makes the autocorrelation peak at 1.5 beats (the classic 2/3-tempo
-error), has no line at 2/3 of the beat frequency. The spectrum of a whole
-track also resolves the tempo finely (the line is as narrow as 1/duration),
-which the lag bins of a windowed tempogram cannot.
+fundamental and its harmonics are sharp spectral lines, while a "3-3-2" or
+dotted-quarter pattern, which makes an autocorrelation peak at 1.5 beats (the
+classic 2/3-tempo error), puts no line at 2/3 of the beat frequency. The
+spectrum of a whole track also resolves the tempo finely (a line is as narrow
+as 1/duration), which the lag bins of a windowed tempogram cannot.
 
-Steps (:func:`estimate_tempo`):
+:func:`estimate_tempo`:
 
-1. **Periodicity spectrum**: the full-band, low-band (kick, bass) and
-   mid-band (snare, chords) flux envelopes, each with its local mean removed,
-   are Fourier transformed over the whole track; their magnitude spectra,
-   each scaled by its own median background level, are summed.
-2. **Candidates**: spectral peaks in the tempo range, and the half, double,
-   2/3 and 3/2 of each.
-3. **Metrical checks** on each candidate beat frequency ``f``:
+1. **Periodicity spectrum**: the full-band, low-band (kick, bass) and mid-band
+   (snare, chords) flux envelopes, each with its local mean removed, are
+   Fourier transformed over the track; their magnitude spectra, each scaled
+   by its own median level, are summed.
+2. **Candidates**: peaks of the harmonic comb ``sum_h |X(h f)|`` (h = 1..4)
+   over the tempo range, one per spectral line. A wrong metrical level (2/3,
+   3/4, 4/3, 3/2 of the beat) misses most harmonics and scores low.
+3. **Octave** (the comb alone slightly favours the faster of f and 2f):
+   the backbeat (:func:`alternation`: kick and snare alternate beat by beat
+   at the beat level, not at half or double), the kick cue (the low band
+   pulses at the beat but not at half of it) and a log-normal prior around
+   110 BPM (one octave wide).
+4. **Continuous period** (:func:`refine_period`): the period whose harmonic
+   comb holds the most energy of the whole envelope.
 
-   * the beat line itself must stand out (salience of ``|X(f)|``);
-   * no strong line at ``2f/3``: if the music pulses at two thirds of ``f``,
-     then ``f`` is a triplet subdivision of the real beat (3/2 error);
-   * the kick/snare alternation (backbeat) on the candidate's beats: kicks on
-     one beat, snares on the next, every two beats, is what makes a beat
-     level; at half tempo the snares fall between the beats, at double tempo
-     they fall on every fourth beat;
-   * a mild log-normal prior around 120 BPM breaks near ties.
-
-4. **Continuous refinement** (:func:`refine_period`): the period and phase that
-   best align a comb of beats with the onset envelope over the whole track,
-   searched finely around the chosen line.
+:func:`meter_evidence` reads the meter from the same spectrum (lines at 1/3
+and 2/3 of the beat frequency for a bar of three).
 """
 from __future__ import annotations
 
@@ -49,7 +46,11 @@ STRENGTH_WEIGHT = 1.0
 
 #: Weight of the kick cue: low-band (kick, bass) periodicity at the beat
 #: minus that at half the beat (the level where the low band pulses).
-KICK_WEIGHT = 1.0
+KICK_WEIGHT = 1.25
+
+#: Score penalty of a candidate whose beat is not a whole multiple or divisor
+#: of the strongest comb peak's.
+INCOMPATIBLE_PENALTY = 0.5
 
 #: Comb-sum peaks examined as tempo candidates.
 MAX_CANDIDATES = 6
@@ -121,27 +122,6 @@ def _mag_at(freqs: np.ndarray, mag: np.ndarray, f: float, rel: float = 0.004) ->
     return float(mag[lo:hi].max()) if hi > lo else 0.0
 
 
-def _peak_freqs(freqs, mag, fmin, fmax, n=6):
-    """Frequencies of the ``n`` largest local maxima of ``mag`` in [fmin, fmax]."""
-    sel = np.flatnonzero((freqs >= fmin) & (freqs <= fmax))
-    if sel.size < 3:
-        return []
-    m = mag[sel]
-    is_pk = np.r_[False, (m[1:-1] >= m[:-2]) & (m[1:-1] >= m[2:]), False]
-    pk = sel[is_pk]
-    pk = pk[np.argsort(mag[pk])[::-1]][:n]
-    return [float(freqs[i]) for i in pk]
-
-
-def _beat_values(env: np.ndarray, fps: float, period: float, phase: float, dur: float):
-    t = np.arange(phase, dur, period)
-    idx = np.round(t * fps).astype(int)
-    idx = idx[(idx >= 1) & (idx < len(env) - 1)]
-    if idx.size == 0:
-        return np.zeros(0)
-    return np.maximum(np.maximum(env[idx - 1], env[idx]), env[idx + 1])
-
-
 def best_phase(env: np.ndarray, fps: float, period: float, bins: int = 48) -> tuple[float, float]:
     """Phase (s, in [0, period)) where the onset envelope folded at ``period``
     is largest, and that fold's peak-to-mean ratio (comb sharpness)."""
@@ -151,11 +131,6 @@ def best_phase(env: np.ndarray, fps: float, period: float, bins: int = 48) -> tu
     hs = h + 0.5 * (np.roll(h, 1) + np.roll(h, -1))
     k = int(np.argmax(hs))
     return (k + 0.5) / bins * period, float(hs[k] / (hs.mean() + 1e-12))
-
-
-def _beat_times(env: np.ndarray, fps: float, period: float) -> np.ndarray:
-    ph, _ = best_phase(env, fps, period)
-    return np.arange(ph, len(env) / fps, period)
 
 
 def alternation(low: np.ndarray, mid: np.ndarray, fps: float, beats: np.ndarray) -> float:
@@ -252,6 +227,7 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     pk = np.array(chosen)
     r_low = _acf(nl)
     scored, parts = {}, {}
+    f_top = None
     for i in pk:
         # the comb line is only as fine as the spectrum's bins: refine it so
         # beats sampled across the whole track do not drift off the music
@@ -261,10 +237,18 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         bt = np.arange(ph, len(nf) / fps, period)
         # the comb's strongest pulse may be the off-beat: take the better of both
         alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
+        # the strongest pulse must be a metrical level of the candidate's
+        # hierarchy (a whole multiple or divisor of its beat): a beat at 2/3
+        # or 4/3 of the dominant pulse is a cross-rhythm, not the beat
+        if f_top is None:
+            f_top = f
+        q = max(f, f_top) / min(f, f_top)
+        compat = 0.0 if abs(q - round(q)) < 0.03 * q else -INCOMPATIBLE_PENALTY
         lag = fps / f
         kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
         prior = -0.5 * (np.log2(f * 60.0 / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCT) ** 2
-        scored[f] = STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
+        scored[f] = (STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
+                     + compat)
         parts[round(f * 60.0, 2)] = (round(strength, 3), round(alt, 3), round(float(kick), 3),
                                      round(float(prior), 3))
     best_f = max(scored, key=scored.get)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from engine import openl3 as ol3
+from engine.openl3 import weights as ol3_weights
+from openl3_fixtures import random_weights, write_weights_h5
 from engine.cli import main
 from engine.embeddings import (EmbeddingTimeline, OpenL3Embedder, SpectralEmbedder,
                                embedding_timeline, get_embedder, pool_segments,
@@ -16,14 +18,14 @@ from engine.errors import AnalysisError, ModelError
 def no_weights(monkeypatch, tmp_path):
     """No weights anywhere: env var unset, no openl3 package, empty default folder."""
     monkeypatch.delenv(ol3.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(ol3, "installed_openl3_dir", lambda: None)
-    monkeypatch.setattr(ol3, "DEFAULT_WEIGHTS_DIR", tmp_path / "no_models")
+    monkeypatch.setattr(ol3_weights, "installed_openl3_dir", lambda: None)
+    monkeypatch.setattr(ol3_weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "no_models")
 
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
-    ol3.write_weights_h5(d / "openl3_audio_mel128_music.h5", ol3.random_weights(1))
+    write_weights_h5(d / "openl3_audio_mel128_music.h5", random_weights(1))
     return d
 
 
@@ -221,7 +223,7 @@ def test_cli_openl3_weights_listing_and_download(tmp_path, capsys, monkeypatch, 
     monkeypatch.setenv(ol3.WEIGHTS_ENV, str(weights_dir))
     assert main(["openl3-weights"]) == 0
     assert "valid, 4,689,860 parameters" in capsys.readouterr().out
-    monkeypatch.setattr(ol3, "WEIGHTS_URL", "http://127.0.0.1:9/{repr}_{content}.h5.gz")
+    monkeypatch.setattr(ol3_weights, "WEIGHTS_URL", "http://127.0.0.1:9/{repr}_{content}.h5.gz")
     assert main(["openl3-weights", "--download", "--dest", str(tmp_path / "dl"),
                  "--timeout", "2"]) == 2
     err = capsys.readouterr().err

@@ -16,9 +16,10 @@ import soundfile as sf
 from engine.audio import probe
 from engine.config import ExportConfig
 from engine.errors import AudioError
-from engine.export import (SEED_COLUMNS, export_loop, export_track_loops, loop_filename,
-                           make_zip, measure_loudness, render_loop, sanitize_name,
-                           snap_to_zero_crossing, write_aggregate_csv)
+from engine.export import (SEED_COLUMNS, export_loop, export_track_loops, make_zip,
+                           render_loop, snap_to_zero_crossing, write_aggregate_csv)
+from engine.loudness import measure_loudness
+from engine.naming import loop_filename, sanitize_name
 from engine.loudness import _gated_loudness
 from engine.synth import synth_track
 

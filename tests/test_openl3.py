@@ -12,6 +12,8 @@ import pytest
 from scipy.signal import correlate2d
 
 from engine import openl3 as ol3
+from engine.openl3 import weights as ol3_weights
+from openl3_fixtures import write_weights_h5
 from engine.errors import ModelError
 
 SR = ol3.TARGET_SR
@@ -309,7 +311,7 @@ def test_missing_array_and_non_hdf5_and_missing_file(tmp_path, layers):
 
 
 def test_engine_writer_round_trips(tmp_path, layers):
-    p = ol3.write_weights_h5(tmp_path / "w.h5", layers)
+    p = write_weights_h5(tmp_path / "w.h5", layers)
     w = ol3.load_weights(p)
     for a, b in zip(w.layers, layers):
         for k in b:
@@ -319,9 +321,9 @@ def test_engine_writer_round_trips(tmp_path, layers):
 def test_find_weights_order(tmp_path, monkeypatch, weights_file):
     import shutil
 
-    monkeypatch.setattr(ol3, "DEFAULT_WEIGHTS_DIR", tmp_path / "default")
+    monkeypatch.setattr(ol3_weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "default")
     monkeypatch.delenv(ol3.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(ol3, "installed_openl3_dir", lambda: None)
+    monkeypatch.setattr(ol3_weights, "installed_openl3_dir", lambda: None)
     s = ol3.find_weights("mel128", "music")
     assert s.path is None and "not set" in s.describe()
     # a fake installed openl3 whose import would fail (it imports `imp`): found, not imported
@@ -330,7 +332,7 @@ def test_find_weights_order(tmp_path, monkeypatch, weights_file):
     (pkg / "__init__.py").write_text("import imp\nraise ImportError('must not be imported')\n")
     shutil.copy(weights_file, pkg / "openl3_audio_mel256_env.h5")
     monkeypatch.undo()
-    monkeypatch.setattr(ol3, "DEFAULT_WEIGHTS_DIR", tmp_path / "default")
+    monkeypatch.setattr(ol3_weights, "DEFAULT_WEIGHTS_DIR", tmp_path / "default")
     monkeypatch.delenv(ol3.WEIGHTS_ENV, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     import importlib
@@ -351,7 +353,7 @@ def test_find_weights_order(tmp_path, monkeypatch, weights_file):
 
 
 def test_download_failure_is_clear(tmp_path, monkeypatch):
-    monkeypatch.setattr(ol3, "WEIGHTS_URL", "http://127.0.0.1:9/{repr}_{content}.h5.gz")
+    monkeypatch.setattr(ol3_weights, "WEIGHTS_URL", "http://127.0.0.1:9/{repr}_{content}.h5.gz")
     with pytest.raises(ModelError, match=r"could not download.*To install by hand.*"
                                          r"openl3_audio_mel128_music\.h5"):
         ol3.download_weights("mel128", "music", dest=tmp_path / "dl", timeout=2)

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from engine.cli import main as cli_main
 from engine.config import AnalysisConfig, PipelineConfig, RankConfig
-from engine.export import measure_loudness
+from engine.loudness import measure_loudness
 from engine.pipeline import analyse_track, collect_inputs, run_batch
 from engine.cache import DiskCache
 from engine.synth import synth_track

@@ -276,7 +276,7 @@ def test_composite_rerank_defaults_to_the_heuristic_only():
     assert (m["rank_score"] == m["score"]).all() and (m["score_source"] == "model:loop_ranker").all()
     h = score_candidates(f, RankConfig(), None)
     assert (h["rank_score"] == h["beatmatch_composite_score"]).all()
-    forced = score_candidates(f, RankConfig(use_composite_rerank=True), s)
+    forced = score_candidates(f, RankConfig(composite_on_model=True), s)
     assert (forced["rank_score"] == forced["beatmatch_composite_score"]).all()
     off = score_candidates(f, RankConfig(use_composite_rerank=False), None)
     assert (off["rank_score"] == off["score"]).all()

@@ -107,3 +107,28 @@ def test_downbeat_offset_shifts_bar_one_by_whole_beats():
         beat = 60.0 / 120
         d = np.min(np.abs(shift - (off % 4) * beat), axis=1)
         assert np.mean(d < 0.030) >= 0.9
+
+
+def test_tempo_change_falls_back_to_tracked_beats():
+    # 118 BPM then 132 BPM: no straight grid fits, the tracked beats must follow the change
+    parts = [synth_track(bpm, n_bars=12, key="A minor", sr=SR, stereo=False, seed=s,
+                         lead_in_beats=0, lead_in_silence=0.0, tail_seconds=0.0)
+             for bpm, s in ((118, 1), (132, 2))]
+    y = np.concatenate([p.audio[:, 0] for p in parts])
+    truth = np.concatenate([parts[0].truth.beats,
+                            parts[1].truth.beats + len(parts[0].audio) / SR])
+    cfg = AnalysisConfig()
+    tf, onsets = compute_track_features(y, SR, cfg)
+    grid = analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps)
+    assert not grid.constant_tempo
+    err = np.array([np.min(np.abs(grid.beats - t)) for t in truth])
+    assert np.mean(err < 0.05) >= 0.9
+
+
+def test_meter_is_detected_by_default():
+    assert AnalysisConfig().beats_per_bar == 0
+    for bpb, bpm in ((3, 150), (4, 96)):
+        track = synth_track(bpm, beats_per_bar=bpb, n_bars=16, key="C major", sr=SR,
+                            stereo=False, seed=bpm)
+        grid = _analyse(track, 0)
+        assert grid.beats_per_bar == bpb and grid.meter == f"{bpb}/4"

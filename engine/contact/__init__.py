@@ -115,8 +115,10 @@ Modules
 ``frames``        :class:`SequenceParams`, :func:`rhythm_features` (one signal's sequence)
 ``tempo``         :func:`loop_tempo`, :func:`estimate_loop_bpm` (loop BPM)
 ``sequences``     :func:`analyse_loop`, :func:`compute_sequences` -> :class:`SequenceSet`
-``pairwise``      :class:`DTWParams`, :func:`pairwise_dtw` -> :class:`DTWResult`
+``common``        leaf: shared helpers (``noop_progress``, ``row_ranks``)
+``params``        leaf: :class:`DTWParams` (how pairs are chosen and compared)
 ``shortlist``     :func:`shortlist_vectors`, :func:`shortlist_pairs` (shortlist mode)
+``pairwise``      :func:`pairwise_dtw` -> :class:`DTWResult` (all pairs or the shortlist)
 ``contact_map``   :class:`SharpenParams`, :class:`ContactMap` and its tables
 ``graph``         sharpening, connectivity guard, Laplacian, :func:`build_contact_map`
 ``artifacts``     :func:`write_artifacts` (CSV, PNG, summary JSON)
@@ -131,7 +133,8 @@ from .artifacts import ARTIFACT_NAMES, write_artifacts
 from .contact_map import ContactMap, SharpenParams
 from .frames import RhythmFeatures, SequenceParams, rhythm_features
 from .graph import build_contact_map, quantile_bins
-from .pairwise import DTWParams, DTWResult, pairwise_dtw
+from .pairwise import DTWResult, pairwise_dtw
+from .params import DTWParams
 from .run import ContactRun, run_contact_map
 from .sequences import LoopInfo, SequenceSet, analyse_loop, compute_sequences
 from .shortlist import shortlist_pairs, shortlist_vectors

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..config import setting
 from .pairwise import DTWResult
 
 
@@ -32,13 +33,16 @@ class SharpenParams:
         Eigenvectors 1..n turned into ``lap_e{j}_pos|neg`` tags.
     """
 
-    sharpen_mode: str = "self_tuned_knn"
-    self_tune_k: int = 7
-    mutual_knn: bool = True
-    sinkhorn_iters: int = 25
-    sinkhorn_eps: float = 1e-8
-    n_bins: int = 4
-    n_eigen_tags: int = 3
+    sharpen_mode: str = setting("self_tuned_knn", "how the similarity graph is sharpened",
+                                choices=("none", "self_tuned_knn", "sinkhorn"))
+    self_tune_k: int = setting(7, "neighbour whose distance sets each loop's scale")
+    mutual_knn: bool = setting(
+        True, "keep kNN edges found from either end (union) instead of both (mutual)",
+        flag="--disable_mutual_knn", negate=True)
+    sinkhorn_iters: int = setting(25, "Sinkhorn normalisation iterations")
+    sinkhorn_eps: float = setting(1e-8, "Sinkhorn floor")
+    n_bins: int = setting(4, "Fiedler quantile bins (cm_bin_k)")
+    n_eigen_tags: int = setting(3, "eigenvectors turned into tags")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..config import setting
+
 
 @dataclass(frozen=True)
 class SequenceParams:
@@ -36,16 +38,21 @@ class SequenceParams:
         periodicity channel enters at 0.1).
     """
 
-    sr: int = 22050
+    sr: int = setting(22050, "analysis sample rate")
     hop_length: int = 512
     n_fft: int = 2048
-    max_seconds: float = 20.0
-    max_frames: int = 600
+    max_seconds: float = setting(
+        20.0, "crop window in seconds (files are cropped, never resampled in time)")
+    max_frames: int = setting(
+        600, "crop window in frames of 512 samples (the smaller window applies)")
     low_hz: tuple = (20.0, 180.0)
     min_bpm: float = 70.0
     max_bpm: float = 180.0
-    loop_snap: bool = True
-    bpm_source: str = "onset"
+    loop_snap: bool = setting(
+        True, "do not refine BPM from the loop length (inputs are not whole bars)",
+        flag="--no_loop_snap", negate=True)
+    bpm_source: str = setting("onset", "onset autocorrelation (fast) or the beat tracker of "
+                              "engine.rhythm", choices=("onset", "rhythm"))
     channel_weights: tuple = (1.0, 1.0, 1.0, 0.1)
 
     @property

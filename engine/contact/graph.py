@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from ..errors import AnalysisError
+from .common import row_ranks
 from .contact_map import ContactMap, SharpenParams
 from .pairwise import DTWResult
 
@@ -35,15 +36,6 @@ def _kth_positive(rows: np.ndarray, vals: np.ndarray, n: int, k: int, default: f
     return out
 
 
-def _row_ranks(rows, cols, vals, n):
-    """Rank (0 = best) of each directed entry within its row, by value desc then column."""
-    o = np.lexsort((cols, -vals, rows))
-    ranks = np.empty(rows.size, np.int64)
-    starts = np.searchsorted(rows[o], np.arange(n))
-    ranks[o] = np.arange(rows.size) - starts[rows[o]]
-    return ranks
-
-
 def _sharpen(d: DTWResult, raw: np.ndarray, p: SharpenParams) -> np.ndarray:
     """Sharpened per-pair similarity (the diagonal is 1 implicitly)."""
     n, P = d.n, d.n_pairs
@@ -61,7 +53,7 @@ def _sharpen(d: DTWResult, raw: np.ndarray, p: SharpenParams) -> np.ndarray:
             s = np.exp(-(d.distance ** 2) / (sigma[d.pa] * sigma[d.pb])) * d.overlap
         s = np.where(np.isfinite(s), s, 0.0)
         cols = np.concatenate([d.pb, d.pa])
-        ranks = _row_ranks(rows, cols, np.concatenate([s, s]), n)
+        ranks = row_ranks(rows, cols, np.concatenate([s, s]), n)
         r_ab, r_ba = ranks[:P], ranks[P:]
         keep = (r_ab < k) & (r_ba < k) if p.mutual_knn else (r_ab < k) | (r_ba < k)
         return np.where(keep, s, 0.0)

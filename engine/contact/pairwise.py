@@ -7,58 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import DEFAULT_CACHE_DIR
 from ..errors import AnalysisError
-from .sequences import CONTACT_VERSION, SequenceSet, _noop
-
-#: Loops at or below this count use exact all-pairs DTW in ``mode="auto"``.
-AUTO_EXACT_MAX = 500
-
-
-@dataclass(frozen=True)
-class DTWParams:
-    """How pairs are chosen and compared.
-
-    Attributes
-    ----------
-    distance_metric : {"cosine", "euclidean"}
-    band_rad : float or None
-        Sakoe-Chiba band as a fraction of the query length (None: no band).
-    mode : {"auto", "exact", "shortlist"}
-    shortlist_k : int
-        Exact-DTW neighbours per loop in shortlist mode.
-    candidate_factor : int
-        Shortlist stage 1 keeps ``candidate_factor * shortlist_k`` nearest
-        vectors per loop for the coarse DTW.
-    coarse_pool : int
-        Frames averaged per step of the coarse DTW (stage 2).
-    auto_exact_max : int
-        ``auto`` is exact up to this many loops.
-    """
-
-    distance_metric: str = "cosine"
-    band_rad: float | None = None
-    mode: str = "auto"
-    shortlist_k: int = 60
-    candidate_factor: int = 4
-    coarse_pool: int = 4
-    auto_exact_max: int = AUTO_EXACT_MAX
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def resolved_mode(self, n: int) -> str:
-        if self.mode not in ("auto", "exact", "shortlist"):
-            raise ValueError(f"mode must be auto, exact or shortlist, got {self.mode!r}")
-        if self.mode == "auto":
-            return "exact" if n <= self.auto_exact_max else "shortlist"
-        return self.mode
-
+from .common import noop_progress
+from .params import DTWParams
+from .sequences import CONTACT_VERSION, SequenceSet
+from .shortlist import shortlist_pairs
 
 @dataclass
 class DTWResult:
@@ -160,9 +119,8 @@ def pairwise_dtw(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
     """
     from ..cache import DiskCache
     from ..dtw import METRICS, all_pairs, dtw_pairs, pack_sequences
-    from .shortlist import shortlist_pairs  # lazy: shortlist imports DTWParams from here
 
-    progress = progress or _noop
+    progress = progress or noop_progress
     if params.distance_metric not in METRICS:
         raise ValueError(f"distance_metric must be one of {sorted(METRICS)}, "
                          f"got {params.distance_metric!r}")

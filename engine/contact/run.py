@@ -13,7 +13,8 @@ from .contact_map import ContactMap, SharpenParams
 from .frames import SequenceParams
 from .graph import build_contact_map
 from .pairwise import DTWParams, DTWResult, pairwise_dtw
-from .sequences import SequenceSet, _noop, compute_sequences
+from .common import noop_progress
+from .sequences import SequenceSet, compute_sequences
 
 
 @dataclass
@@ -52,7 +53,7 @@ def run_contact_map(folder, out_dir, *, max_files: int = 200,
     """
     from ..audio import find_audio_files
 
-    progress = progress or _noop
+    progress = progress or noop_progress
     files = find_audio_files(folder)
     if max_files and max_files > 0:
         files = files[: int(max_files)]
@@ -106,7 +107,7 @@ def loop_embeddings(files, backend: str = "auto", weights=None, *, sr: int = 220
     from ..audio import load_mono
     from ..embeddings import embedding_timeline, get_embedder
 
-    progress = progress or _noop
+    progress = progress or noop_progress
     embedder = get_embedder(backend, weights)
     out = []
     for i, f in enumerate(files):

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..config import DEFAULT_CACHE_DIR
 from ..errors import AnalysisError, AudioError, LoopLabError
+from .common import noop_progress
 from .frames import SequenceParams, rhythm_features
 from .tempo import estimate_loop_bpm
 
@@ -22,10 +23,6 @@ CONTACT_VERSION = "4"
 #: Fewer files to decode than this are decoded in-process (worker start-up
 #: costs more than it saves).
 PARALLEL_MIN_FILES = 32
-
-
-def _noop(done, total, message):  # pragma: no cover - trivial
-    return None
 
 
 @dataclass(frozen=True)
@@ -85,12 +82,10 @@ class SequenceSet:
                            list(self.failures), self.params)
 
 
-def _key_of(y: np.ndarray, sr: int):
-    """(key, camelot, confidence) from engine.key, or Nones when unavailable."""
-    try:
-        from ..key import key_of_audio
-    except ImportError:  # pragma: no cover - module missing
-        return None, None, None
+def estimate_loop_key(y: np.ndarray, sr: int):
+    """(key, camelot, confidence) of a loop's audio, or Nones when it has no clear key."""
+    from ..key import key_of_audio
+
     try:
         k = key_of_audio(y, sr)
     except (LoopLabError, ValueError):
@@ -124,7 +119,7 @@ def analyse_loop(path, params: SequenceParams = SequenceParams(), *, estimate_bp
     duration = float(info.duration)
     bpm, method = (estimate_loop_bpm(y, params.sr, feats, duration, params) if estimate_bpm
                    else (None, "disabled"))
-    key, cam, kconf = _key_of(y, params.sr) if estimate_key else (None, None, None)
+    key, cam, kconf = estimate_loop_key(y, params.sr) if estimate_key else (None, None, None)
     li = LoopInfo(file=str(path), content_hash=content_hash or _hash(path), duration=duration,
                   n_frames=int(seq.shape[0]), bpm=bpm, bpm_method=method, key=key, camelot=cam,
                   key_confidence=kconf)
@@ -185,7 +180,7 @@ def compute_sequences(paths, params: SequenceParams = SequenceParams(), *,
     from ..audio import content_hash
     from ..cache import DiskCache
 
-    progress = progress or _noop
+    progress = progress or noop_progress
     paths = [str(p) for p in paths]
     total = len(paths)
     cache = DiskCache(Path(cache_dir) / "contact", enabled=use_cache)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import _row_ranks
-from .pairwise import DTWParams
-from .sequences import SequenceSet, _noop
+from .common import noop_progress, row_ranks
+from .params import DTWParams
+from .sequences import SequenceSet
 
 #: Shortlist: codewords of the bag-of-frames vector, soft-assignment temperature
 #: (on cosine similarity) and how many frames train the codebook.
@@ -121,7 +121,7 @@ def shortlist_pairs(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
     """
     from ..dtw import dtw_pairs, pack_sequences
 
-    progress = progress or _noop
+    progress = progress or noop_progress
     n = len(seqset)
     if vectors is None:
         X = shortlist_vectors(seqset, params.distance_metric)
@@ -148,7 +148,7 @@ def shortlist_pairs(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
         sim = np.exp(-dist / med) * coarse.overlap
         rows = np.concatenate([cand[:, 0], cand[:, 1]])
         cols = np.concatenate([cand[:, 1], cand[:, 0]])
-        ranks = _row_ranks(rows, cols, np.concatenate([sim, sim]), n)
+        ranks = row_ranks(rows, cols, np.concatenate([sim, sim]), n)
         P = cand.shape[0]
         keep = (ranks[:P] < k) | (ranks[P:] < k)
         cand = cand[keep]

@@ -1,0 +1,120 @@
+"""Batches that survive a fresh install, a damaged numba cache, worker deaths,
+moved files and repeated runs into the same output folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from engine.config import PipelineConfig, RankConfig
+from engine.pipeline import KILL_WORKER_TEST_ENV, run_batch
+from engine.synth import synth_track
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory):
+    """Four short generated tracks (8 bars each)."""
+    root = tmp_path_factory.mktemp("batch_tracks")
+    return [synth_track(bpm, n_bars=8, seed=i, key=k).write(root / f"track{i}.wav")
+            for i, (bpm, k) in enumerate([(100, "A minor"), (118, "C major"),
+                                          (126, "F minor"), (140, "D major")])]
+
+
+def _extract(args, numba_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(numba_dir), PYTHONPATH=str(ROOT))
+    env.pop(KILL_WORKER_TEST_ENV, None)
+    return subprocess.run([sys.executable, "-m", "engine", "extract", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_cold_start_in_parallel_then_a_damaged_cache_is_rebuilt(tracks, tmp_path):
+    numba_dir = tmp_path / "numba"          # empty and private: a fresh install
+    numba_dir.mkdir()
+    folder = tracks[0].parent
+    args = ["--folder", str(folder), "--jobs", "2", "--no_cache", "--top_k", "2"]
+    proc = _extract([*args, "--out_dir", str(tmp_path / "out1")], numba_dir)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out1" / "run_summary.json").read_text())
+    assert summary["n_ok"] == 4 and summary["n_failed"] == 0
+    assert list(numba_dir.rglob("*.nbi")), "the warm-up should have filled the private cache"
+
+    # damage every librosa kernel's code file (what concurrent compiles used to leave behind)
+    damaged = [p for p in numba_dir.rglob("*.nbc") if p.parent.name.startswith("librosa")]
+    assert damaged
+    for p in damaged:
+        p.write_bytes(os.urandom(max(64, p.stat().st_size)))
+    proc = _extract([*args, "--out_dir", str(tmp_path / "out2")], numba_dir)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out2" / "run_summary.json").read_text())
+    assert summary["n_ok"] == 4
+    assert "rebuilt" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_a_signal_costs_only_its_file(tracks, tmp_path, monkeypatch):
+    victim = tracks[1].name
+    monkeypatch.setenv(KILL_WORKER_TEST_ENV, victim)
+    cfg = PipelineConfig(rank=RankConfig(top_k=2), n_jobs=2, use_cache=False)
+    out = run_batch(tracks[:3], tmp_path / "out", cfg)
+    by_name = {Path(r.path).name: r for r in out.results}
+    assert not by_name[victim].ok
+    assert "worker process died while analysing" in by_name[victim].error
+    assert "signal 11" in by_name[victim].error
+    ok = [r for r in out.results if r.ok]
+    assert len(ok) == 2 and all(r.n_exported == 2 for r in ok)
+    agg = pd.read_csv(tmp_path / "out" / "all_loops_metadata.csv")
+    assert set(agg["track_id"]) == {p.stem for p in tracks[:3] if p.name != victim}
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["n_failed"] == 1 and victim in summary["files_failed"][0]["file"]
+    assert not (tmp_path / "out" / tracks[1].stem).exists()
+    assert out.n_failed == 1         # the CLI turns this into exit status 1
+
+
+def test_moved_and_copied_files_reuse_the_cache_with_their_new_location(tracks, tmp_path):
+    cfg = PipelineConfig(rank=RankConfig(top_k=3), cache_dir=str(tmp_path / "cache"))
+    first = run_batch([tracks[0]], tmp_path / "out1", cfg)
+    assert first.results[0].ok and not first.results[0].from_cache
+    moved = tmp_path / "elsewhere" / "renamed track.wav"
+    moved.parent.mkdir()
+    moved.write_bytes(tracks[0].read_bytes())
+    again = run_batch([moved], tmp_path / "out2", cfg)
+    r = again.results[0]
+    assert r.ok and r.from_cache, r.error
+    a, b = first.results[0].metadata, r.metadata
+    cols = ["start_time", "end_time", "bars", "bpm", "start_sample", "end_sample", "score"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert set(b["track_id"]) == {"renamed track"}
+    assert set(b["source_file"]) == {str(moved)}
+    assert (tmp_path / "out2" / "renamed track" / b["file"].iloc[0]).is_file()
+
+
+def test_rerun_into_the_same_out_dir_zips_only_this_run(tracks, tmp_path):
+    out_dir = tmp_path / "out"
+    cfg = PipelineConfig(rank=RankConfig(top_k=2), cache_dir=str(tmp_path / "cache"),
+                         make_zip=True)
+    run_batch(tracks[:2], out_dir, replace(cfg, rank=RankConfig(top_k=3)))
+    # second run: another track, and track0 again with fewer loops (its folder is replaced)
+    second = run_batch([tracks[0], tracks[2]], out_dir, cfg)
+    with zipfile.ZipFile(second.zip_path) as zf:
+        names = zf.namelist()
+        summary = json.loads(zf.read("run_summary.json"))
+    tops = {n.split("/")[0] for n in names if "/" in n}
+    assert tops == {tracks[0].stem, tracks[2].stem}
+    assert "all_loops_metadata.csv" in names
+    assert summary["started"] == second.summary["started"]
+    assert [Path(f["file"]).name for f in summary["files_ok"]] == [tracks[0].name, tracks[2].name]
+    # track0's folder holds exactly this run's 2 loops; track1's folder from run 1 is kept
+    wavs = sorted(p.name for p in (out_dir / tracks[0].stem).glob("*.wav"))
+    assert len(wavs) == 2 and all(f"{tracks[0].stem}/{w}" in names for w in wavs)
+    assert len(list((out_dir / tracks[1].stem).glob("*.wav"))) == 3
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
