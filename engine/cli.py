@@ -25,6 +25,8 @@ COMMANDS = (
     "engine.commands.train_contact",
     "engine.commands.classify",
     "engine.commands.compare_label_sources",
+    "engine.commands.train_ranker",
+    "engine.commands.evaluate",
 )
 
 

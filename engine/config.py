@@ -215,19 +215,29 @@ class RankConfig:
 
     The composite re-rank follows the seed: model 0.75, periodicity 0.15,
     drum alignment 0.10 (negative weights clipped, then renormalised).
+    By default it applies on top of the heuristic but not on top of a trained
+    model, which already weighs those cues and ranks better alone
+    (bench/bench_ranker.py): ``composite_on_model`` asks for it there too,
+    ``use_composite_rerank=False`` turns it off everywhere.
     """
 
     top_k: int = setting(5, "loops to export per track")
     weight_model_score: float = setting(0.75, "composite weight of the model score")
     weight_periodicity: float = setting(0.15, "composite weight of drum periodicity")
     weight_drum_alignment: float = setting(0.10, "composite weight of drum alignment")
-    use_composite_rerank: bool = setting(True, "rank by the model score alone",
-                                         flag="--disable_composite_rerank", negate=True)
+    use_composite_rerank: bool = setting(
+        True, "never apply the composite re-rank (default: only on top of the heuristic, "
+        "see composite_on_model)", flag="--disable_composite_rerank", negate=True)
+    composite_on_model: bool = setting(
+        False, "apply the seed's composite re-rank on top of the model too (it lowered the "
+        "model's P@5 in bench/bench_ranker.py)", flag="--composite_rerank")
     max_overlap: float = setting(
         0.5, "skip a candidate overlapping a better one by more than this fraction")
     model_path: str | None = setting(
-        None, "XGBoost loop-quality model (JSON); default: heuristic scoring, reported in the "
-        "score_source column", flag="--model")
+        None, "XGBoost loop-quality model (JSON/UBJ with <model>.features.json beside it); "
+        "default: the shipped model engine/models/loop_ranker.ubj; 'heuristic' for the "
+        "transparent heuristic. The score_source column names what ranked the loops",
+        flag="--model")
 
     def __post_init__(self):
         if self.top_k < 1:

@@ -283,6 +283,43 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
                                     _norm_max(feats.chroma[:, a:z].mean(axis=1)))
         return memo[a, bar_len]
 
+    bar_memo: dict = {}
+    n_groups = 8
+    track_rms_ref = float(np.percentile(feats.rms, 95)) if feats.n_frames else 0.0
+
+    def bar_stats(a: int, bar_len: int):
+        """(log-mel mean, 8 band levels, onset pattern, chroma, rms) of one bar; memoised."""
+        if (a, bar_len) not in bar_memo:
+            z = a + bar_len
+            if a < 0 or z > feats.n_frames or bar_len < 1:
+                bar_memo[a, bar_len] = None
+            else:
+                mel = feats.mel[:, a:z].mean(axis=1)
+                bands = np.array([g.mean() for g in np.array_split(mel, n_groups)])
+                steps = np.array_split(env[a:z], 16) if z - a >= 16 else [env[a:z]]
+                pattern = _norm_max(np.array([st.mean() if st.size else 0.0 for st in steps]))
+                bar_memo[a, bar_len] = (mel, bands, pattern,
+                                        _norm_max(feats.chroma[:, a:z].mean(axis=1)),
+                                        float(feats.rms[a:z].mean()))
+        return bar_memo[a, bar_len]
+
+    def mel_jump(p, q) -> float:
+        return float(np.linalg.norm(p[0] - q[0]) / np.sqrt(p[0].size))
+
+    # the track's typical bar-to-bar change, on the candidates' own bar lines
+    starts = sorted({feats.frame(t) for t in candidates["start_time"]}) if len(candidates) else []
+    if len(candidates):
+        bl0 = max(1, int(round(int(candidates["beats_per_bar"].iloc[0]) * beat)))
+        jumps = []
+        for a in starts:
+            p, q = bar_stats(a - bl0, bl0), bar_stats(a, bl0)
+            if p is not None and q is not None:
+                jumps.append(mel_jump(p, q))
+        jump_scale = float(np.median(jumps)) if jumps else 0.0
+    else:
+        jump_scale = 0.0
+    jump_scale = max(jump_scale, 0.02)
+
     rows = []
     for _, c in candidates.iterrows():
         f0, f1 = feats.frame(c["start_time"]), feats.frame(c["end_time"])
@@ -330,6 +367,31 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
                    for i in range(n_bars) if f0 + (i + 1) * bar_len <= feats.n_frames]
         stability = 1.0 - float(np.std(bar_rms) / (np.mean(bar_rms) + 1e-9)) if len(bar_rms) > 1 else 1.0
         start_att = float(env[f0:f0 + 2].max() / (np.percentile(e, 95) + 1e-9)) if e.size else 0.0
+        # arrangement: per-bar descriptors inside the loop and at its edges
+        stats = [bar_stats(f0 + i * bar_len, bar_len) for i in range(n_bars)]
+        stats = [st for st in stats if st is not None]
+        mj = pj = cj = 0.0
+        for p, q in zip(stats[:-1], stats[1:]):
+            mj = max(mj, mel_jump(p, q))
+            pj = max(pj, 1.0 - _cos(p[2], q[2]))
+            cj = max(cj, 1.0 - _cos(p[3], q[3]))
+        if len(stats) >= 2:
+            h = len(stats) // 2
+            a_mel = np.mean([st[0] for st in stats[:h]], axis=0)
+            b_mel = np.mean([st[0] for st in stats[h:]], axis=0)
+            half_c = float(np.linalg.norm(a_mel - b_mel) / np.sqrt(a_mel.size))
+            bands = np.array([st[1] for st in stats])
+            brange = bands.max(axis=0) - bands.min(axis=0)
+            band_range, flips = float(brange.max()), float(np.count_nonzero(brange > 1.0))
+            brms = np.array([st[4] for st in stats])
+            rms_range = float(20 * np.log10((brms.max() + 1e-6) / (brms.min() + 1e-6)))
+        else:
+            half_c = band_range = flips = rms_range = 0.0
+        silent = (float(np.mean([st[4] < 0.05 * track_rms_ref for st in stats]))
+                  if stats else 1.0)
+        before, after_st = bar_stats(f0 - bar_len, bar_len), bar_stats(f0 + n_bars * bar_len, bar_len)
+        sj = mel_jump(before, stats[0]) / jump_scale if (before is not None and stats) else 0.0
+        ej = mel_jump(stats[-1], after_st) / jump_scale if (after_st is not None and stats) else 0.0
         rows.append({
             "duration_sec": dur, "rms_mean": float(rms.mean()), "rms_std": float(rms.std()),
             "zcr_mean": float(feats.zcr[sl].mean()),
@@ -351,6 +413,13 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
             "phrase_return": float(phrase_return),
             "energy_stability": float(np.clip(stability, 0.0, 1.0)),
             "harmonic_ratio": 1.0 - pr,
+            "bar_mel_jump_max": mj, "bar_mel_jump_rel": mj / jump_scale,
+            "bar_pattern_jump_max": pj, "bar_chroma_jump_max": cj,
+            "half_contrast": half_c, "half_contrast_rel": half_c / jump_scale,
+            "band_range_max": band_range, "band_flips": flips,
+            "bar_rms_range_db": rms_range, "silent_bar_frac": silent,
+            "start_jump_rel": float(sj), "end_jump_rel": float(ej),
+            "inside_vs_edges": float(mj / jump_scale / (max(sj, ej) + 1.0)),
         })
     out = pd.DataFrame(rows, index=candidates.index, columns=FEATURE_COLUMNS)
     return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)

@@ -268,11 +268,34 @@ def rank_track(analysis: TrackAnalysis, cfg: RankConfig = RankConfig(),
 
 
 def load_scorer(cfg: RankConfig) -> LoopScorer | None:
-    """The configured model, or None (heuristic scoring); loaded once per file version."""
-    if not cfg.model_path:
+    """The configured model, the shipped default model, or None (heuristic scoring).
+
+    ``model_path`` None means the shipped default (:data:`engine.ranker.DEFAULT_MODEL_PATH`);
+    if that cannot be loaded, the heuristic is used and a warning says why.
+    ``"heuristic"`` asks for the heuristic. A model given explicitly must load
+    (its errors are raised). Loaded once per file version.
+    """
+    if cfg.model_path == "heuristic":
         return None
+    if not cfg.model_path:
+        from .ranker import DEFAULT_MODEL_PATH
+
+        p = DEFAULT_MODEL_PATH
+        try:
+            return _load_scorer_cached(str(p), p.stat().st_mtime_ns if p.exists() else 0)
+        except LoopLabError as exc:
+            _warn_default_model(str(exc))
+            return None
     p = Path(cfg.model_path)
     return _load_scorer_cached(str(p), p.stat().st_mtime_ns if p.exists() else 0)
+
+
+@lru_cache(maxsize=1)
+def _warn_default_model(reason: str) -> None:
+    import warnings
+
+    warnings.warn(f"default loop-quality model unavailable ({reason}); ranking by the heuristic",
+                  RuntimeWarning, stacklevel=3)
 
 
 @lru_cache(maxsize=4)

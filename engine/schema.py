@@ -81,6 +81,35 @@ SEAM_FEATURES = (
     Column("harmonic_ratio", "ratio", "candidate_features", "1 - percussive_ratio"),
 )
 
+#: Arrangement features (``candidate_features`` stage): can a section change (a part
+#: entering or leaving, a new groove or chord cycle) hide inside the loop? From per-bar
+#: descriptors; the ``_rel`` ones are scaled by the track's median bar-to-bar change.
+SECTION_FEATURES = (
+    Column("bar_mel_jump_max", "log-mel", "candidate_features",
+           "largest log-mel distance between consecutive bars inside the loop"),
+    Column("bar_mel_jump_rel", "ratio", "candidate_features",
+           "bar_mel_jump_max over the track's median bar-to-bar distance"),
+    Column("bar_pattern_jump_max", "1-cosine", "candidate_features",
+           "largest onset-pattern change between consecutive bars"),
+    Column("bar_chroma_jump_max", "1-cosine", "candidate_features",
+           "largest chroma change between consecutive bars"),
+    Column("half_contrast", "log-mel", "candidate_features",
+           "log-mel distance between the loop's first and second half"),
+    Column("half_contrast_rel", "ratio", "candidate_features",
+           "half_contrast over the track's median bar-to-bar distance"),
+    Column("band_range_max", "log-mel", "candidate_features",
+           "largest per-bar level range of any of 8 bands"),
+    Column("band_flips", "count", "candidate_features", "bands that switch on/off inside the loop"),
+    Column("bar_rms_range_db", "dB", "candidate_features", "loudest bar over quietest bar"),
+    Column("silent_bar_frac", "ratio", "candidate_features", "bars far below the track's level"),
+    Column("start_jump_rel", "ratio", "candidate_features",
+           "change from the bar before the start to the first bar (relative)"),
+    Column("end_jump_rel", "ratio", "candidate_features",
+           "change from the last bar to the bar after the end (relative)"),
+    Column("inside_vs_edges", "ratio", "candidate_features",
+           "inside change relative to the larger edge change"),
+)
+
 #: Per-candidate key (``key`` stage).
 KEY = (
     Column("key", "name", "key", "e.g. 'A minor'"),
@@ -96,7 +125,7 @@ EMBEDDING_PREFIXES = ("emb_mean_", "emb_max_")
 #: Added by ranking (:func:`engine.scoring.score_candidates`, ``rank_track``).
 SCORES = (
     Column("score", "0-1", "rank", "model or heuristic loop quality"),
-    Column("score_source", "name", "rank", "'model' or 'heuristic'"),
+    Column("score_source", "name", "rank", "'model:<name>' (e.g. model:loop_ranker) or 'heuristic'"),
     Column("beatmatch_composite_score", "0-1", "rank", "composite re-rank"),
     Column("rank_score", "0-1", "rank", "the column ranked by"),
     Column("rank", "index", "rank", "1-based rank among the exported loops"),
@@ -136,14 +165,14 @@ def names(columns) -> list[str]:
 
 
 CANDIDATE_COLUMNS = names(CANDIDATES)
-FEATURE_COLUMNS = names(SEED_FEATURES) + names(SEAM_FEATURES)
+FEATURE_COLUMNS = names(SEED_FEATURES) + names(SEAM_FEATURES) + names(SECTION_FEATURES)
 KEY_COLUMNS = names(KEY)
 EXPORT_COLUMNS = tuple(names(EXPORT))
 
 
 def describe(name: str) -> Column | None:
     """The :class:`Column` for a name (embedding columns included), or None."""
-    for c in (*TRACK, *CANDIDATES, *SEED_FEATURES, *SEAM_FEATURES, *KEY, *SCORES, *EXPORT):
+    for c in (*TRACK, *CANDIDATES, *SEED_FEATURES, *SEAM_FEATURES, *SECTION_FEATURES, *KEY, *SCORES, *EXPORT):
         if c.name == name:
             return c
     if name.startswith(EMBEDDING_PREFIXES):

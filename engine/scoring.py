@@ -2,10 +2,11 @@
 
 Two sources of a per-candidate quality score, recorded in ``score_source``:
 
-* ``"model"``: an XGBoost model saved as JSON with its feature list
-  (``<model>.json`` and ``<model>.features.json``, or the seed's separate
-  ``features.json`` via ``features_path``). Training lives in the
-  loop-quality issue; this module only loads and applies.
+* ``"model:<name>"``: an XGBoost model saved as JSON/UBJ with its feature
+  list (``<model>.json`` and ``<model>.features.json``, or the seed's
+  separate ``features.json`` via ``features_path``); ``<name>`` is the model
+  file's stem (the shipped default is ``model:loop_ranker``). Training lives
+  in :mod:`engine.ranker`; this module only loads and applies.
 * ``"heuristic"``: until a model is given, a transparent blend of the
   features that predict a clean, musical loop (drum periodicity, bar
   repetition, seam continuity, a strong first beat, steady energy).
@@ -119,6 +120,11 @@ class LoopScorer:
             raise ModelError(f"{fp.name}: feature list must be a non-empty JSON array")
         return cls(booster=booster, feature_names=[str(n) for n in names], path=str(mp))
 
+    @property
+    def name(self) -> str:
+        """The model's name (its file stem), reported in ``score_source``."""
+        return Path(self.path).stem
+
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """Model scores for each row of ``features``.
 
@@ -154,12 +160,13 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     -------
     DataFrame
         A copy with the score columns added; ``rank_score`` is the column
-        to rank by (composite if enabled, else ``score``).
+        to rank by (composite if enabled, else ``score``; by default the
+        composite applies to the heuristic only).
     """
     out = features.copy()
     if scorer is not None:
         out["score"] = scorer.predict(out).astype(float)
-        out["score_source"] = "model"
+        out["score_source"] = f"model:{scorer.name}"
     else:
         out["score"] = heuristic_quality(out)
         out["score_source"] = "heuristic"
@@ -167,5 +174,7 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
     out["beatmatch_composite_score"] = (
         w1 * minmax(out["score"]) + w2 * np.clip(out["periodicity_score"], 0, 1)
         + w3 * np.clip(out["drum_alignment_score"], 0, 1))
-    out["rank_score"] = out["beatmatch_composite_score"] if cfg.use_composite_rerank else out["score"]
+    # default: the heuristic needs the composite, a trained model does not
+    use = cfg.use_composite_rerank and (scorer is None or cfg.composite_on_model)
+    out["rank_score"] = out["beatmatch_composite_score"] if use else out["score"]
     return out

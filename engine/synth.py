@@ -119,6 +119,18 @@ class GroundTruth:
     #: distinct note/hit onset of every part (within 5 ms counted once).
     parts: tuple = ()
     onsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: instruments playing in each section ("drums", "bass", "chords"), aligned with ``sections``
+    section_instruments: list = field(default_factory=list)
+    #: bars per section, aligned with ``sections``
+    section_lengths: list = field(default_factory=list)
+    #: chord progression length in bars (the music repeats every this many bars inside a
+    #: section); 1 when no section has chords
+    harmonic_period: int = 4
+
+    def bar_sections(self) -> np.ndarray:
+        """Section index of every bar (aligned with ``downbeats``)."""
+        return np.repeat(np.arange(len(self.section_lengths)), self.section_lengths)[
+            : len(self.downbeats)]
 
 
 @dataclass
@@ -307,7 +319,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 lead_in_beats: int = 1, lead_in_silence: float = 0.25,
                 tail_seconds: float = 1.0, sr: int = 44100, stereo: bool = True,
                 seed: int = 0, level_db: float = -6.0, return_stems: bool = False,
-                progression=None) -> SynthTrack:
+                progression=None, section_instruments=None, mix=None,
+                noise_db: float | None = None, crash: bool = True) -> SynthTrack:
     """Generate a multi-section track and its ground truth.
 
     Parameters
@@ -318,8 +331,10 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         3 or 4.
     n_bars : int
         Bars after the pickup.
-    section_bars : int
-        Bars per section; each section changes drum pattern and progression.
+    section_bars : int or sequence of int
+        Bars per section (or each section's length, in order; the last one
+        repeats if they do not cover ``n_bars``); each section changes drum
+        pattern and progression.
     patterns : sequence of str, optional
         Drum pattern per section, cycled (names in :data:`DRUM_PATTERNS`).
         Default: four_on_floor, breakbeat, four_on_floor, halftime (4/4) or
@@ -360,6 +375,16 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         ``("I", "V", "vi", "IV")``, ``("i", "bVI", "bIII", "bVII")`` or the
         mixolydian ``("I", "bVII", "IV", "I")``. For key tests on
         progressions that trap profile matching.
+    section_instruments : sequence of tuple, optional
+        Arrangement: the instruments playing in each section (cycled), e.g.
+        ``[("drums",), ("drums", "bass"), (), ("drums", "bass", "chords")]``
+        (an empty tuple is a silent break). Default: ``instruments`` everywhere.
+    mix : dict, optional
+        Gain per instrument (``drums``, ``bass``, ``chords``), default 1.
+    noise_db : float, optional
+        Level of a white-noise bed relative to the mix peak (e.g. -40).
+    crash : bool
+        A crash cymbal on each section start (when drums play).
 
     Returns
     -------
@@ -383,15 +408,36 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         patterns = (("four_on_floor", "breakbeat", "four_on_floor", "halftime")
                     if beats_per_bar == 4 else ("waltz",))
     patterns = list(patterns)
-    n_sections = int(np.ceil(n_bars / section_bars))
+    if np.ndim(section_bars) == 0:
+        lengths = [int(section_bars)] * int(np.ceil(n_bars / int(section_bars)))
+    else:
+        lengths = [int(b) for b in section_bars]
+        while sum(lengths) < n_bars:
+            lengths.append(lengths[-1])
+    lengths = [max(1, b) for b in lengths]
+    while sum(lengths[:-1]) >= n_bars:
+        lengths.pop()
+    lengths[-1] -= sum(lengths) - n_bars
+    n_sections = len(lengths)
+    sec_start_bar = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    bar_section = np.repeat(np.arange(n_sections), lengths)
     section_patterns = [patterns[s % len(patterns)] for s in range(n_sections)]
+    if section_instruments is None:
+        sec_instr = [tuple(instruments)] * n_sections
+    else:
+        section_instruments = list(section_instruments)
+        sec_instr = [tuple(section_instruments[s % len(section_instruments)])
+                     for s in range(n_sections)]
+    gains = {"drums": 1.0, "bass": 1.0, "chords": 1.0}
+    gains.update(mix or {})
     tonal = parse_key(key)
     chords = None if progression is None else [parse_numeral(c) for c in progression]
     if chords is not None and not chords:
         raise ValueError("progression must hold at least one chord")
 
     kick, snare = _kick(sr, rng), _snare(sr, rng)
-    hat, ohat, crash = _hat(sr, rng, 0.025), _hat(sr, rng, 0.14), _crash(sr, rng)
+    hat, ohat, crash_snd = _hat(sr, rng, 0.025), _hat(sr, rng, 0.14), _crash(sr, rng)
+    crash_on = crash
 
     def step_time(bar: int, step: int) -> float:
         t = t0 + bar * beats_per_bar * beat_sec + step * step_sec
@@ -405,7 +451,7 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         return int(round(t * sr))
 
     # pickup: hats on the lead-in beats
-    if "drums" in instruments:
+    if "drums" in (sec_instr[0] if sec_instr else ()):
         for b in range(lead_in_beats):
             for s in (0, 2):
                 tt = lead_in_silence + b * beat_sec + s * step_sec + (swing * step_sec if s else 0)
@@ -417,30 +463,34 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     lead_steps = steps_per_bar
     voc_phase = 0
     for bar in range(n_bars):
-        sec = bar // section_bars
+        sec = int(bar_section[bar])
         pat = DRUM_PATTERNS[section_patterns[sec]]
-        if "drums" in instruments:
+        playing = sec_instr[sec]
+        gd = gains["drums"]
+        if "drums" in playing:
             onsets.extend(step_time(bar, s) for s in set(pat["kick"]) | set(pat["snare"])
                           | set(pat["hat"]) | set(pat["ohat"]) if s < steps_per_bar)
-            if bar % section_bars == 0:
-                _place(stems["drums"], crash, at(step_time(bar, 0)), 0.8, -0.2)
+            if bar == sec_start_bar[sec] and crash_on:
+                _place(stems["drums"], crash_snd, at(step_time(bar, 0)), 0.8 * gd, -0.2)
                 onsets.append(step_time(bar, 0))
             for s in pat["kick"]:
                 if s < steps_per_bar:
                     g = 1.0 if s in pat["accent"] else 0.82
-                    _place(stems["drums"], kick, at(step_time(bar, s)), g * rng.uniform(0.95, 1.0))
+                    _place(stems["drums"], kick, at(step_time(bar, s)), gd * g * rng.uniform(0.95, 1.0))
             for s in pat["snare"]:
                 if s < steps_per_bar:
-                    _place(stems["drums"], snare, at(step_time(bar, s)), 0.75 * rng.uniform(0.93, 1.0), 0.05)
+                    _place(stems["drums"], snare, at(step_time(bar, s)),
+                           gd * 0.75 * rng.uniform(0.93, 1.0), 0.05)
             for s in pat["hat"]:
                 if s < steps_per_bar:
                     g = 0.7 if s % 4 == 0 else 0.5
-                    _place(stems["drums"], hat, at(step_time(bar, s)), g * rng.uniform(0.85, 1.0), 0.35)
+                    _place(stems["drums"], hat, at(step_time(bar, s)), gd * g * rng.uniform(0.85, 1.0), 0.35)
             for s in pat["ohat"]:
                 if s < steps_per_bar:
-                    _place(stems["drums"], ohat, at(step_time(bar, s)), 0.45, -0.35)
+                    _place(stems["drums"], ohat, at(step_time(bar, s)), gd * 0.45, -0.35)
         if tonal is not None:
             tonic, mode = tonal
+            scale = _SCALES[mode]
             if chords is not None:
                 root, third = chords[bar % len(chords)]
                 root_pc = (tonic + root) % 12
@@ -456,13 +506,13 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                     triad[1] += 1
             bar_start = at(step_time(bar, 0))
             bar_len = at(t0 + (bar + 1) * beats_per_bar * beat_sec) - bar_start
-            if "chords" in instruments:
+            if "chords" in playing:
                 base = 60 + tonic - (12 if tonic > 6 else 0)
                 freqs = [_midi_hz(base + iv) for iv in triad]
                 chord = _tone(freqs, bar_len, sr, timbre) * 0.11
-                _place(stems["chords"], chord.astype(np.float32), bar_start, 1.0, 0.0)
+                _place(stems["chords"], chord.astype(np.float32), bar_start, gains["chords"], 0.0)
                 onsets.append(bar_start / sr)
-            if "bass" in instruments:
+            if "bass" in playing:
                 bass_midi = 36 + root_pc - (12 if root_pc > 7 else 0)
                 note_steps = (0, 6, 10) if beats_per_bar == 4 else (0, 6)
                 for k, s in enumerate(note_steps):
@@ -473,12 +523,12 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                     note = _tone([_midi_hz(m)], max(end - start, 1), sr, "pad")
                     note *= _env(note.size, sr, 0.5, 0.004)
                     _place(stems["bass"], (note * (0.5 if k == 0 else 0.4)).astype(np.float32),
-                           start, 1.0)
+                           start, gains["bass"])
                     onsets.append(start / sr)
-            if "melody" in instruments:
+            if "melody" in playing:
                 _melody_bar(stems["melody"], onsets, prng, bar, lead_rhythm, lead_steps,
                             step_time, at, bar_start + bar_len, tonic, scale, triad, sr)
-            if "vocal" in instruments and bar % 2 == voc_phase:
+            if "vocal" in playing and bar % 2 == voc_phase:
                 _vocal_bar(stems["vocal"], onsets, prng, bar, step_time, at, steps_per_bar,
                            tonic, scale, triad, sr, 2 * bar_len)
 
@@ -487,6 +537,9 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                  beats_per_bar * beat_sec)
 
     buf = sum(stems.values())
+    if noise_db is not None:
+        peak = np.max(np.abs(buf)) + 1e-12
+        buf += rng.standard_normal(buf.shape) * peak * 10 ** (noise_db / 20) / 3.0
     buf += rng.standard_normal(buf.shape) * 1e-5          # noise floor: never digital silence
     peak = np.max(np.abs(buf)) + 1e-12
     gain = (10 ** (level_db / 20)) / peak
@@ -495,7 +548,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
 
     beats = lead_in_silence + np.arange(total_beats) * beat_sec
     downbeats = t0 + np.arange(n_bars) * beats_per_bar * beat_sec
-    sections = t0 + np.arange(n_sections) * section_bars * beats_per_bar * beat_sec
+    sections = t0 + sec_start_bar * beats_per_bar * beat_sec
+    has_chords = tonal is not None and any("chords" in p or "bass" in p for p in sec_instr)
     truth = GroundTruth(bpm=float(bpm), beats_per_bar=beats_per_bar, beats=beats,
                         downbeats=downbeats, sections=sections,
                         section_patterns=section_patterns,
@@ -504,7 +558,10 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                         swing=float(swing), duration=n / sr,
                         parts=tuple(p for p in PARTS if p in instruments
                                     and (p in ("drums", "fx") or tonal is not None)),
-                        onsets=_distinct([t for t in onsets if t < n / sr]))
+                        onsets=_distinct([t for t in onsets if t < n / sr]),
+                        section_instruments=[tuple(p) for p in sec_instr],
+                        section_lengths=[int(b) for b in lengths],
+                        harmonic_period=4 if has_chords else 1)
     meta = {"timbre": timbre, "instruments": tuple(instruments), "seed": seed}
     if return_stems:
         meta["stems"] = {p: (stems[p].mean(axis=1) * gain).astype(np.float32)
@@ -595,3 +652,69 @@ def synth_loop(pattern: str = "four_on_floor", bpm: float = 124.0, *, bars: int 
     # crash only at the section start would ring across the seam; it is part of the loop
     track.truth.duration = n / sr
     return track
+
+
+def random_arranged_track(seed: int, *, sr: int = 22050, max_seconds: float = 80.0,
+                          meter=None) -> SynthTrack:
+    """A track with a randomly drawn arrangement, for training and benchmarks.
+
+    Tempo (70-178 BPM), meter (4/4 or 3/4), swing, key or none, chord timbre,
+    drum patterns, section lengths (4-16 bars), which parts play in each
+    section (parts enter and leave; sometimes a silent break), the mix, a noise
+    bed, the level, crash cymbals, the pickup and the tail are all drawn from
+    ``seed``, so a model trained on these cannot key on one generator setting.
+    Consecutive sections always differ in their parts or drum pattern.
+
+    Parameters
+    ----------
+    seed : int
+    sr : int
+    max_seconds : float
+        Upper bound on the length (bars are dropped to fit).
+    meter : int, optional
+        Force 3 or 4 beats per bar.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    bpm = float(rng.uniform(70, 178))
+    bpb = int(meter or (3 if rng.random() < 0.2 else 4))
+    swing = 0.0 if rng.random() < 0.6 else float(rng.uniform(0.1, 0.35))
+    key = None if rng.random() < 0.15 else (int(rng.integers(12)), str(rng.choice(["major", "minor"])))
+    pats = [p for p in DRUM_PATTERNS if p != "waltz"] if bpb == 4 else ["waltz", "hats_only",
+                                                                       "breakbeat", "four_on_floor"]
+    parts_all = [("drums",), ("drums", "bass"), ("drums", "bass", "chords"), ("bass", "chords"),
+                 ("chords",), ("drums", "chords"), ("bass",)]
+    bar_sec = bpb * 60.0 / bpm
+    max_bars = max(8, int((max_seconds - 3) / bar_sec))
+    lengths, instr, patterns = [], [], []
+    while sum(lengths) < max_bars and len(lengths) < 7:
+        n = int(rng.choice([4, 8, 8, 8, 16]))
+        if sum(lengths) + n > max_bars:
+            n = max_bars - sum(lengths)
+            if n < 2:
+                break
+        while True:
+            if lengths and rng.random() < 0.08:
+                parts = ()                       # silent break
+            else:
+                parts = parts_all[int(rng.integers(len(parts_all)))]
+                if key is None:              # no tonal parts without a key
+                    parts = ("drums",)
+            pat = str(rng.choice(pats))
+            if (not instr or parts != instr[-1] or ("drums" in parts and pat != patterns[-1])
+                    or (key is not None and ("bass" in parts or "chords" in parts))):
+                break
+        lengths.append(n)
+        instr.append(parts)
+        patterns.append(pat)
+    mix = {"drums": float(rng.uniform(0.5, 1.2)), "bass": float(rng.uniform(0.4, 1.3)),
+           "chords": float(rng.uniform(0.4, 1.6))}
+    return synth_track(bpm, beats_per_bar=bpb, n_bars=int(sum(lengths)), section_bars=lengths,
+                       patterns=patterns, swing=swing, key=key,
+                       timbre=str(rng.choice(["pad", "pluck", "organ"])),
+                       lead_in_beats=int(rng.integers(0, 4)),
+                       lead_in_silence=float(rng.uniform(0.0, 1.0)),
+                       tail_seconds=float(rng.uniform(0.5, 3.0)), sr=sr,
+                       stereo=bool(rng.random() < 0.5), seed=seed,
+                       level_db=float(rng.uniform(-12, -1)), section_instruments=instr, mix=mix,
+                       noise_db=None if rng.random() < 0.5 else float(rng.uniform(-50, -25)),
+                       crash=bool(rng.random() < 0.5))

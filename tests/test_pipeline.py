@@ -120,7 +120,7 @@ def test_batch_skips_bad_files_and_reports_them(library, tmp_path):
     for col in ("track_id", "start_time", "end_time", "bars", "bpm", "source_file", "rank",
                 "key", "camelot", "key_confidence", "score", "score_source"):
         assert col in agg.columns
-    assert (agg["score_source"] == "heuristic").all()
+    assert (agg["score_source"] == "model:loop_ranker").all()     # the shipped default model
 
 
 def test_analysis_cache_is_reused(library, tmp_path):
@@ -224,7 +224,7 @@ def test_a_trained_model_is_used_and_reported(library, tmp_path):
     booster.save_model(tmp_path / "m.json")
     (tmp_path / "m.features.json").write_text(_json.dumps(FEATURE_COLUMNS))
     scored, top = rank_track(a, RankConfig(top_k=3), LoopScorer.load(tmp_path / "m.json"))
-    assert (scored["score_source"] == "model").all() and len(top) == 3
+    assert (scored["score_source"] == "model:m").all() and len(top) == 3
     with pytest.raises(Exception, match="lack features"):
         LoopScorer.load(tmp_path / "m.json").predict(a.candidates.drop(columns=["bar_repetition"]))
 

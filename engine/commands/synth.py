@@ -20,18 +20,24 @@ def add_arguments(p):
     p.add_argument("--sr", type=int, default=44100, help="sample rate")
     p.add_argument("--mono", action="store_true", help="write one channel")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--random_arrangement", action="store_true",
+                   help="draw tempo, meter, swing, key, sections and which parts play in each "
+                   "from --seed (other musical flags are ignored)")
 
 
 def run(args) -> int:
     from ..atomic import atomic_write_text
-    from ..synth import synth_track
+    from ..synth import random_arranged_track, synth_track
 
     key = None if str(args.key).lower() in ("none", "") else args.key
     instruments = ("drums", "bass", "chords") if key else ("drums",)
-    track = synth_track(args.bpm, beats_per_bar=args.beats_per_bar, n_bars=args.bars,
-                        section_bars=args.section_bars, swing=args.swing, key=key,
-                        timbre=args.timbre, instruments=instruments, sr=args.sr,
-                        stereo=not args.mono, seed=args.seed)
+    if args.random_arrangement:
+        track = random_arranged_track(args.seed, sr=args.sr)
+    else:
+        track = synth_track(args.bpm, beats_per_bar=args.beats_per_bar, n_bars=args.bars,
+                            section_bars=args.section_bars, swing=args.swing, key=key,
+                            timbre=args.timbre, instruments=instruments, sr=args.sr,
+                            stereo=not args.mono, seed=args.seed)
     out = track.write(args.out)
     t = track.truth
     truth = {"bpm": t.bpm, "beats_per_bar": t.beats_per_bar, "key": t.key,
@@ -39,7 +45,10 @@ def run(args) -> int:
              "downbeats": [round(x, 6) for x in t.downbeats.tolist()],
              "sections": [round(x, 6) for x in t.sections.tolist()],
              "section_patterns": t.section_patterns, "swing": t.swing,
-             "duration": t.duration}
+             "duration": t.duration,
+             "section_lengths": t.section_lengths,
+             "section_instruments": [list(p) for p in t.section_instruments],
+             "harmonic_period": t.harmonic_period}
     atomic_write_text(Path(out).with_suffix(".truth.json"), json.dumps(truth, indent=2))
     print(f"wrote {out} ({t.duration:.1f} s, {t.bpm:g} BPM, key {t.key}) and its .truth.json")
     return 0

@@ -1,0 +1,436 @@
+"""Loop-quality labels from ground truth, never from the features.
+
+A candidate loop (start, end in seconds) is judged against what really is in
+the track: the true bar lines, the arrangement (which parts play in which bar)
+and where the music has content. A good loop (relevance 2)
+
+* starts on a true bar line and spans a whole number of true bars,
+* stays inside one arrangement section (the same parts play in every bar),
+* has content in every bar (no silent break, no fade-out tail),
+* starts on a phrase boundary (bar 1, 3, 5... of its section for 2-bar loops,
+  bar 1, 5, 9... for 4 bars and more), and
+* repeats seamlessly: its length is a whole number of the section's harmonic
+  cycle (a 2-bar loop cut from a 4-chord progression jumps back at the seam).
+
+Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
+content, but off-phrase or not seamless; 1 off the true grid (or not whole
+bars) but inside one section with content (what a shifted engine grid can
+still offer); 0 for everything else, in particular the negative types
+loop-compatibility research uses, which :func:`training_windows` generates on
+purpose: shifted off the grid by a fraction of a beat or by whole beats, a
+non-whole number of bars, crossing a section change, mostly silent, cut
+mid-phrase.
+
+Ground truth comes from :mod:`engine.synth` (:func:`truth_from_synth`) or from
+the realbench renders (:func:`truth_from_realbench`): GT bars from the JSON and,
+for LMMS renders, the arrangement read from the project's song editor
+(:func:`lmms_bar_activity`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Song-editor clip elements of an LMMS project.
+LMMS_CLIP_TAGS = ("pattern", "bbtco", "sampletco", "automationpattern")
+#: Relevance of a good loop (see :func:`label_windows`).
+GOOD = 3
+#: LMMS counts 48 ticks per quarter note whatever the time signature.
+LMMS_TICKS_PER_QUARTER = 48
+
+
+@dataclass
+class LoopTruth:
+    """What a track really contains, bar by bar.
+
+    Attributes
+    ----------
+    track_id : str
+    downbeats : ndarray
+        Start of every bar plus the line that closes the last bar (n_bars + 1).
+    beats_per_bar : int
+    bar_section : ndarray of int
+        Arrangement section of every bar (bars with the same parts playing in
+        a row share an id).
+    bar_content : ndarray of bool
+        The bar has real content (not a silent break, not the release tail).
+    phrase_bars : int
+        Phrase length in bars (0: no phrase structure known).
+    bar_period : ndarray of int
+        Bars after which the music of this bar's section repeats (the chord
+        cycle); 1 when every bar is alike.
+    has_sections : bool
+        Whether the arrangement is known (False: one section assumed).
+    source : str
+        "synth", "lmms", "mma", "hydrogen", ...
+    """
+
+    track_id: str
+    downbeats: np.ndarray
+    beats_per_bar: int
+    bar_section: np.ndarray
+    bar_content: np.ndarray
+    phrase_bars: int
+    bar_period: np.ndarray
+    has_sections: bool
+    source: str
+
+    @property
+    def n_bars(self) -> int:
+        return len(self.downbeats) - 1
+
+    @property
+    def bar_duration(self) -> float:
+        return float(np.median(np.diff(self.downbeats)))
+
+    @property
+    def beat_period(self) -> float:
+        return self.bar_duration / self.beats_per_bar
+
+    def section_start_bar(self) -> np.ndarray:
+        """For every bar, the index of the first bar of its section."""
+        sec = self.bar_section
+        start = np.zeros(len(sec), int)
+        for i in range(1, len(sec)):
+            start[i] = start[i - 1] if sec[i] == sec[i - 1] else i
+        return start
+
+
+# --------------------------------------------------------------------------- synthetic truth
+
+def truth_from_synth(gt, track_id: str = "synth", time_scale: float = 1.0) -> LoopTruth:
+    """LoopTruth of a :class:`engine.synth.GroundTruth`.
+
+    ``time_scale`` multiplies every time (a varispeed copy played ``r`` times
+    faster has ``time_scale = 1 / r``).
+    """
+    db = np.asarray(gt.downbeats, float)
+    bar = gt.beats_per_bar * 60.0 / gt.bpm
+    lines = np.append(db, db[-1] + bar) * time_scale
+    sec = np.asarray(gt.bar_sections(), int)
+    instr = gt.section_instruments or [("drums", "bass", "chords")] * (int(sec.max()) + 1)
+    content = np.array([len(instr[s]) > 0 for s in sec], bool)
+    tonal = gt.key is not None
+    period = np.array([gt.harmonic_period if (tonal and ("bass" in instr[s] or "chords" in instr[s]))
+                       else 1 for s in sec], int)
+    return LoopTruth(track_id=track_id, downbeats=lines, beats_per_bar=int(gt.beats_per_bar),
+                     bar_section=sec, bar_content=content, phrase_bars=4, bar_period=period,
+                     has_sections=True, source="synth")
+
+
+# --------------------------------------------------------------------------- LMMS arrangement
+
+def read_lmms_project(path) -> ET.Element:
+    """Parse an LMMS ``.mmp`` (XML) or ``.mmpz`` (4-byte length + zlib XML) project."""
+    data = Path(path).read_bytes()
+    if str(path).endswith(".mmpz"):
+        data = zlib.decompress(data[4:])
+    return ET.fromstring(data.decode("utf-8", "replace"))
+
+
+def _muted(e) -> bool:
+    return e.get("muted", "0") == "1"
+
+
+def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: int = 1
+                      ) -> list[frozenset]:
+    """Which song-editor tracks play in each bar of an LMMS render.
+
+    A track plays in a bar when one of its unmuted clips spans it (the song
+    editor's view): an instrument track's pattern with notes (its length as
+    LMMS computes it), a beat/bassline clip whose pattern has notes, a sample
+    clip. Automation tracks do not count. ``repeats`` reproduces
+    the realbench builder's "xN" renders: every song clip copied at multiples
+    of the bar-rounded song length.
+
+    Parameters
+    ----------
+    project : path or Element
+    n_bars : int
+        Bars of the render (bars past the song are empty).
+    beats_per_bar : int
+        Quarter notes per GT bar.
+    repeats : int
+
+    Returns
+    -------
+    list of frozenset
+        Track indices playing in each bar.
+    """
+    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
+    tc = root.find("song/trackcontainer")
+    if tc is None:
+        raise ValueError("LMMS project has no song track container")
+    tracks = tc.findall("track")
+    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
+    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
+    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
+    one_pass = int(math.ceil(end / 192.0)) * 192       # as the realbench builder repeats songs
+    # beat/bassline patterns with notes, by bb index
+    bb_has_notes: dict = {}
+    bbtracks = [tr for tr in tracks if tr.get("type") == "1"]
+    for k, tr in enumerate(bbtracks):
+        bb_has_notes[k] = False
+    for btr in root.iter("bbtrack"):
+        inner = btr.find("trackcontainer")
+        if inner is None:
+            continue
+        for itr in inner.findall("track"):
+            if _muted(itr) or itr.get("type") == "5":
+                continue
+            for idx, pat in enumerate(itr.findall("pattern")):
+                if pat.find("note") is not None:
+                    bb_has_notes[idx] = True
+    active = [set() for _ in range(n_bars)]
+
+    def mark(t0: int, t1: int, tid: int):
+        for rep in range(max(1, repeats)):
+            off = rep * one_pass
+            b0, b1 = (t0 + off) // bar_ticks, (max(t1, t0 + 1) - 1 + off) // bar_ticks
+            for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
+                active[b].add(tid)
+
+    bb_index = 0
+    for tid, tr in enumerate(tracks):
+        ttype = tr.get("type")
+        if ttype == "1":
+            this_bb = bb_index
+            bb_index += 1
+        if _muted(tr) or ttype not in ("0", "1", "2"):
+            continue
+        for e in tr:
+            if e.get("pos") is None or _muted(e):
+                continue
+            pos = int(e.get("pos"))
+            if ttype == "0" and e.tag == "pattern":
+                notes = e.findall("note")
+                if not notes:
+                    continue
+                mark(pos, pos + _pattern_length(e, notes), tid)
+            elif ttype == "1" and e.tag == "bbtco":
+                if bb_has_notes.get(this_bb, True):
+                    mark(pos, pos + int(e.get("len", "192")), tid)
+            elif ttype == "2" and e.tag == "sampletco":
+                mark(pos, pos + int(e.get("len", "192")), tid)
+    return [frozenset(a) for a in active]
+
+
+def _pattern_length(pat, notes) -> int:
+    """Length in ticks of an LMMS song-editor pattern, as LMMS computes it.
+
+    Beat patterns (``type="0"``) last ``steps`` sixteenths; melody patterns
+    last to the end of their last note, rounded up to a 4/4 bar (192 ticks),
+    at least one bar.
+    """
+    if pat.get("type") == "0" and pat.get("steps"):
+        return max(12, int(pat.get("steps")) * 12)
+    end = max((int(n.get("pos", "0")) + max(int(n.get("len", "0")), 0) for n in notes), default=0)
+    return max(192, int(math.ceil(end / 192.0)) * 192)
+
+
+def sections_from_activity(activity) -> np.ndarray:
+    """Section id per bar: a new section wherever the set of playing parts changes."""
+    sec = np.zeros(len(activity), int)
+    for i in range(1, len(activity)):
+        sec[i] = sec[i - 1] + (activity[i] != activity[i - 1])
+    return sec
+
+
+# --------------------------------------------------------------------------- realbench truth
+
+def _resolve_project(original: str, work_dir=None) -> Path | None:
+    cands = [Path(original)]
+    for w in [work_dir, "/tmp/looplab-devset-work"]:
+        if w:
+            cands.append(Path(w) / "pkg" / "lmms-common" / original.lstrip("/"))
+    return next((p for p in cands if p.is_file()), None)
+
+
+def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth:
+    """LoopTruth of a realbench track from its ``gt/<id>.json``.
+
+    LMMS renders get their arrangement from the project file named by
+    ``original_file`` (looked up as is, then under ``work_dir/pkg/lmms-common``),
+    with the builder's ``song_repeats`` and ``cut_at_bar_s`` applied. Other
+    sources get one section (no arrangement truth). Bars past
+    ``content_end_s`` and bars whose level (``bar_rms``, optional, one value
+    per bar) is 40 dB under the track's loud bars have no content.
+    """
+    d = json.loads(Path(json_path).read_text())
+    db = np.asarray(d["downbeats_s"], float)
+    bpb = int(str(d.get("time_signature", "4/4")).split("/")[0])
+    bar = float(np.median(np.diff(db))) if len(db) > 1 else bpb * 60.0 / float(d["bpm"])
+    dur = float(d["duration_s"])
+    lines = db if db[-1] + bar > dur + 1e-3 else np.append(db, db[-1] + bar)
+    n_bars = len(lines) - 1
+    kind = str(d.get("source_kind", ""))
+    has_sections = False
+    sec = np.zeros(n_bars, int)
+    content = np.ones(n_bars, bool)
+    end = d.get("content_end_s")
+    if end:
+        content &= lines[:-1] < float(end) - 0.5 * bar
+    if kind.startswith("lmms"):
+        proj = _resolve_project(str(d.get("original_file", "")), work_dir)
+        if proj is not None:
+            act = lmms_bar_activity(proj, n_bars, beats_per_bar=bpb,
+                                    repeats=int(d.get("song_repeats") or 1))
+            sec = sections_from_activity(act)
+            content &= np.array([len(a) > 0 for a in act], bool)
+            has_sections = True
+    if bar_rms is not None:
+        r = np.asarray(bar_rms, float)[:n_bars]
+        ref = np.percentile(r, 90) if r.size else 0.0
+        content[: r.size] &= r > ref * 10 ** (-40 / 20)
+    source = "lmms" if kind.startswith("lmms") else ("mma" if "mma" in kind or d["id"].startswith("mma")
+                                                     else kind.split("-")[0] or "real")
+    return LoopTruth(track_id=str(d["id"]), downbeats=lines, beats_per_bar=bpb, bar_section=sec,
+                     bar_content=content, phrase_bars=4, bar_period=np.ones(n_bars, int),
+                     has_sections=has_sections, source=source)
+
+
+# --------------------------------------------------------------------------- labels
+
+def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> pd.DataFrame:
+    """Judge loops (start/end in seconds) against the truth.
+
+    Parameters
+    ----------
+    truth : LoopTruth
+    starts, ends : array_like
+    tol : float, optional
+        How close to a bar line counts as on it (default: 35 ms, at most a
+        tenth of a beat).
+
+    Returns
+    -------
+    DataFrame
+        ``on_bar, whole_bars, true_bars, one_section, has_content, phrase_ok,
+        seamless, relevance`` (0 to 3, see the module docstring) and ``good``
+        (relevance == 3).
+        ``one_section`` is judged for any window, on or off the grid: every
+        true bar it overlaps by more than an eighth of a bar belongs to the
+        same section.
+    """
+    starts, ends = np.asarray(starts, float), np.asarray(ends, float)
+    if starts.shape != ends.shape:
+        raise ValueError("starts and ends must have the same length")
+    lines = truth.downbeats
+    nb = truth.n_bars
+    bar = truth.bar_duration
+    if tol is None:
+        tol = min(0.035, 0.1 * truth.beat_period)
+    sec_start = truth.section_start_bar()
+    rows = []
+    for s, e in zip(starts, ends):
+        i = int(np.argmin(np.abs(lines - s)))
+        j = int(np.argmin(np.abs(lines - e)))
+        on_bar = abs(lines[i] - s) <= tol and i < nb
+        whole = on_bar and abs(lines[j] - e) <= tol and j > i
+        # bars overlapped by more than 1/8 bar
+        k0 = int(np.searchsorted(lines, s + bar / 8.0, side="right")) - 1
+        k1 = int(np.searchsorted(lines, e - bar / 8.0, side="left"))
+        k0, k1 = max(0, k0), min(nb, max(k1, k0 + 1))
+        inside = e > s and s >= lines[0] - bar / 8.0 and e <= lines[-1] + bar / 8.0
+        one_sec = bool(inside and k1 > k0 and np.all(truth.bar_section[k0:k1] == truth.bar_section[k0]))
+        content = bool(inside and k1 > k0 and np.all(truth.bar_content[k0:k1]))
+        n = j - i if whole else 0
+        if whole:
+            off = i - sec_start[i]
+            phrase = truth.phrase_bars <= 0 or off % min(n, truth.phrase_bars) == 0
+            seamless = n % int(truth.bar_period[i]) == 0
+        else:
+            phrase = seamless = False
+        base = whole and one_sec and content
+        rel = 3 if (base and phrase and seamless) else (2 if base else (1 if one_sec and content else 0))
+        rows.append((bool(on_bar), bool(whole), n, one_sec, content, bool(phrase), bool(seamless), rel))
+    out = pd.DataFrame(rows, columns=["on_bar", "whole_bars", "true_bars", "one_section",
+                                      "has_content", "phrase_ok", "seamless", "relevance"])
+    out["good"] = out["relevance"] == GOOD
+    return out
+
+
+def grid_windows(truth: LoopTruth, bars=(1, 2, 4, 8)) -> pd.DataFrame:
+    """Every whole-bar window on the true grid (what the engine cuts when its grid is right)."""
+    rows = []
+    lines = truth.downbeats
+    for n in sorted({int(b) for b in bars}):
+        for i in range(truth.n_bars - n + 1):
+            rows.append((float(lines[i]), float(lines[i + n]), n, "grid"))
+    df = pd.DataFrame(rows, columns=["start_time", "end_time", "bars", "kind"])
+    df["beats_per_bar"] = truth.beats_per_bar
+    return df
+
+
+def shifted_grid_windows(truth: LoopTruth, bars=(1, 2, 4, 8), *, rng=None) -> pd.DataFrame:
+    """Every whole-bar window of a wrongly phased grid (what the engine cuts when its
+    downbeat is off): the true grid moved by whole beats or half a beat.
+
+    Ranking inside such a set teaches the model to keep loops inside one section
+    and away from silence even when no candidate sits on a true bar line.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    bpb = truth.beats_per_bar
+    k = float(rng.integers(1, bpb)) if rng.random() < 0.75 else 0.5
+    w = grid_windows(truth, bars)
+    shift = k * truth.beat_period * (1 if rng.random() < 0.5 else -1)
+    w["start_time"] += shift
+    w["end_time"] += shift
+    w["kind"] = "grid_shifted"
+    lo, hi = float(truth.downbeats[0]) - truth.bar_duration, float(truth.downbeats[-1]) + truth.bar_duration
+    return w[(w["start_time"] >= max(0.0, lo)) & (w["end_time"] <= hi)].reset_index(drop=True)
+
+
+def training_windows(truth: LoopTruth, bars=(1, 2, 4, 8), *, rng=None,
+                     negatives_per_type: float = 0.12, duration: float | None = None) -> pd.DataFrame:
+    """Grid windows plus typed negatives from the same track.
+
+    Besides every whole-bar window on the true grid (which already holds the
+    section-crossing, silent and mid-phrase cases), a share
+    ``negatives_per_type`` of the grid windows is copied as each of:
+    ``shift_fraction`` (start and end moved by 1/4, 1/3 or 1/2 beat),
+    ``shift_beats`` (moved by whole beats, less than a bar) and
+    ``non_whole`` (end moved by a beat or half a bar: not a whole number of
+    bars).
+
+    Returns
+    -------
+    DataFrame
+        ``start_time, end_time, bars, kind, beats_per_bar``.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    base = grid_windows(truth, bars)
+    if base.empty:
+        return base
+    beat = truth.beat_period
+    bpb = truth.beats_per_bar
+    m = max(1, int(round(negatives_per_type * len(base))))
+    parts = [base]
+    for kind in ("shift_fraction", "shift_beats", "non_whole"):
+        pick = base.iloc[rng.choice(len(base), size=min(m, len(base)), replace=False)].copy()
+        sign = rng.choice([-1.0, 1.0], size=len(pick))
+        if kind == "shift_fraction":
+            d = sign * rng.choice([0.25, 1 / 3, 0.5], size=len(pick)) * beat
+            pick["start_time"] += d
+            pick["end_time"] += d
+        elif kind == "shift_beats":
+            d = sign * rng.integers(1, max(2, bpb), size=len(pick)) * beat
+            pick["start_time"] += d
+            pick["end_time"] += d
+        else:
+            d = sign * np.where(rng.random(len(pick)) < 0.5, beat, 0.5 * bpb * beat)
+            pick["end_time"] += d
+        pick["kind"] = kind
+        parts.append(pick)
+    out = pd.concat(parts, ignore_index=True)
+    hi = duration if duration is not None else float(truth.downbeats[-1])
+    out = out[(out["start_time"] >= 0) & (out["end_time"] <= hi + 1e-6)
+              & (out["end_time"] - out["start_time"] > 0.5 * beat)]
+    return out.reset_index(drop=True)

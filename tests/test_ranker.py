@@ -1,0 +1,282 @@
+"""Loop-quality model: metrics, ground-truth labels, grouped splits, training, default model."""
+from __future__ import annotations
+
+import math
+import warnings
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import metrics as M
+from engine.loop_truth import (grid_windows, label_windows, lmms_bar_activity,
+                               sections_from_activity, training_windows, truth_from_synth)
+from engine.synth import random_arranged_track, synth_track
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_precision_recall_ap_by_hand():
+    ranked = [1, 0, 1, 0, 0]
+    assert M.precision_at_k(ranked, 1) == 1.0
+    assert M.precision_at_k(ranked, 3) == pytest.approx(2 / 3)
+    assert M.recall_at_k(ranked, 3, n_relevant=4) == pytest.approx(0.5)
+    # AP = (1/1 + 2/3) / n_relevant
+    assert M.average_precision(ranked) == pytest.approx((1 + 2 / 3) / 2)
+    assert M.average_precision(ranked, n_relevant=4) == pytest.approx((1 + 2 / 3) / 4)
+
+
+def test_k_larger_than_the_list():
+    # missing ranks count as not relevant: 2 hits / k = 10
+    assert M.precision_at_k([1, 1, 0], 10) == pytest.approx(0.2)
+    assert M.recall_at_k([1, 1, 0], 10) == 1.0
+    assert M.ndcg_at_k([1, 1, 0], 10) == pytest.approx(1.0)
+
+
+def test_ndcg_by_hand_with_graded_gains_and_ideal():
+    ranked = [0, 2, 1]
+    dcg = 0 / math.log2(2) + 3 / math.log2(3) + 1 / math.log2(4)
+    idcg = 3 / math.log2(2) + 1 / math.log2(3) + 0
+    assert M.ndcg_at_k(ranked, 3) == pytest.approx(dcg / idcg)
+    # the ideal may hold more candidates than the list shows
+    idcg2 = 3 / math.log2(2) + 3 / math.log2(3)
+    assert M.ndcg_at_k([2], 2, ideal=[0, 2, 2, 1]) == pytest.approx(3 / idcg2)
+
+
+def test_ties_are_broken_in_input_order():
+    scores = [0.5, 0.9, 0.5, 0.5]
+    rel = [0, 1, 1, 0]
+    ranked = M.rank_by_score(scores, rel)
+    assert ranked.tolist() == [1, 0, 1, 0]          # 0.9 first, then the 0.5s as given
+    assert M.precision_at_k(ranked, 2) == 0.5
+    # all scores tied: the input order is the ranking
+    assert M.rank_by_score([1, 1, 1], [0, 0, 1]).tolist() == [0, 0, 1]
+
+
+def test_no_relevant_items_scores_zero():
+    assert M.precision_at_k([0, 0, 0], 2) == 0.0
+    assert M.recall_at_k([0, 0, 0], 2) == 0.0
+    assert M.ndcg_at_k([0, 0, 0], 2) == 0.0
+    assert M.average_precision([0, 0]) == 0.0
+    named = M.ranking_metrics([0, 0, 1], 2, threshold=1)
+    assert list(named) == ["P@2", "R@2", "NDCG@2", "AP"] and named["P@2"] == 0.0
+
+
+def test_invalid_input_raises():
+    with pytest.raises(ValueError, match="non-negative"):
+        M.precision_at_k([1, -1], 1)
+    with pytest.raises(ValueError, match="NaN"):
+        M.ndcg_at_k([1, float("nan")], 2)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        M.average_precision([[1, 0]])
+    with pytest.raises(ValueError, match="positive integer"):
+        M.precision_at_k([1], 0)
+    with pytest.raises(ValueError, match="positive integer"):
+        M.recall_at_k([1], 2.5)
+    with pytest.raises(ValueError, match="shape"):
+        M.rank_by_score([1, 2], [1])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert M.precision_at_k([], 3) == 0.0
+        assert any("empty" in str(x.message) for x in w)
+
+
+# --------------------------------------------------------------------------- labels
+
+def test_labels_come_from_truth_not_features():
+    tr = synth_track(120, n_bars=16, section_bars=[8, 8], sr=22050, seed=2,
+                     section_instruments=[("drums",), ("drums", "bass", "chords")])
+    t = truth_from_synth(tr.truth, "t")
+    db, bar = t.downbeats, t.bar_duration
+    lab = label_windows(t, [db[0], db[6], db[0] + 0.5 * t.beat_period, db[8], db[8], db[0]],
+                        [db[4], db[10], db[4] + 0.5 * t.beat_period, db[12], db[10], db[0] + 2.5 * bar])
+    # inside section 1 at the phrase start, drums only (every bar alike): good
+    assert lab.loc[0, "relevance"] == 3 and lab.loc[0, "good"]
+    # crosses the section change at bar 8
+    assert not lab.loc[1, "one_section"] and lab.loc[1, "relevance"] == 0
+    # half a beat off the grid (still inside one section: better than crossing, not good)
+    assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 1
+    # chord section: 4 bars from the section start repeats seamlessly; 2 bars does not
+    assert lab.loc[3, "relevance"] == 3 and lab.loc[4, "relevance"] == 2
+    # 2.5 bars is not a whole number of bars
+    assert not lab.loc[5, "whole_bars"]
+
+
+def test_silent_break_and_typed_negatives():
+    tr = synth_track(126, n_bars=12, section_bars=[4, 4, 4], sr=22050, seed=3, key=None,
+                     section_instruments=[("drums",), (), ("drums",)], patterns=["breakbeat"])
+    t = truth_from_synth(tr.truth, "t")
+    w = training_windows(t, (1, 2, 4), rng=np.random.default_rng(0), negatives_per_type=0.3)
+    lab = label_windows(t, w["start_time"], w["end_time"])
+    assert set(w["kind"]) == {"grid", "shift_fraction", "shift_beats", "non_whole"}
+    assert (lab.loc[w["kind"] != "grid", "relevance"] <= 1).all()
+    assert not lab.loc[w["kind"] != "grid", "good"].any()
+    silent = label_windows(t, [t.downbeats[4]], [t.downbeats[8]])
+    assert not silent.loc[0, "has_content"] and silent.loc[0, "relevance"] == 0
+
+
+def test_lmms_song_editor_gives_sections():
+    xml = """<lmms-project><head bpm="120"/><song><trackcontainer>
+      <track type="0" name="lead" muted="0"><pattern pos="0" steps="16" type="1">
+        <note pos="0" len="384"/></pattern><pattern pos="768" type="1"><note pos="0" len="48"/></pattern></track>
+      <track type="2" name="loop" muted="0"><sampletco pos="384" len="768"/></track>
+      <track type="0" name="muted" muted="1"><pattern pos="0" type="1"><note pos="0" len="3000"/></pattern></track>
+      <track type="5" name="auto"><automationpattern pos="0" len="1536"/></track>
+    </trackcontainer></song></lmms-project>"""
+    act = lmms_bar_activity(ET.fromstring(xml), 6)
+    # lead: bars 0-1 (384 ticks) and bar 4; sample clip: bars 2-5; muted and automation ignored
+    assert [sorted(a) for a in act] == [[0], [0], [1], [1], [0, 1], [1]]
+    assert sections_from_activity(act).tolist() == [0, 0, 1, 1, 2, 3]
+    # "x2" renders repeat the song at its bar-rounded length (1536 ticks = 8 bars)
+    act2 = lmms_bar_activity(ET.fromstring(xml), 16, repeats=2)
+    assert act2[8] == act[0] and act2[12] == act[4]
+
+
+def test_random_arrangements_vary():
+    tracks = [random_arranged_track(s, max_seconds=30) for s in range(6)]
+    bpms = {round(t.truth.bpm) for t in tracks}
+    assert len(bpms) == 6
+    for t in tracks:
+        g = t.truth
+        assert sum(g.section_lengths) == len(g.downbeats) <= 30 / (g.beats_per_bar * 60 / g.bpm)
+        assert len(g.section_instruments) == len(g.sections)
+
+
+# --------------------------------------------------------------------------- split and training
+
+def test_grouped_split_never_leaks():
+    from engine.ranker import grouped_folds, grouped_split
+
+    groups = np.repeat([f"t{i}" for i in range(13)], 7)
+    for seed in range(20):
+        tr, te = grouped_split(groups, 0.3, seed)
+        assert not set(groups[tr]) & set(groups[te]) and te.any() and tr.any()
+    folds = grouped_folds(groups, 3, 0)
+    seen = set()
+    for te in folds:
+        assert not set(groups[te]) & set(groups[~te])
+        seen |= set(groups[te])
+    assert seen == set(groups)
+    with pytest.raises(ValueError):
+        grouped_split(["a", "a"], 0.5)
+
+
+@pytest.mark.slow
+def test_small_training_beats_random_on_held_out_tracks():
+    from engine.ranker import (TrackSource, baseline_scores, build_dataset, per_track_metrics,
+                               predict, train_booster)
+
+    srcs = [TrackSource(track_id=f"s{i}", kind="synth", seed=5000 + i, max_seconds=35)
+            for i in range(10)]
+    df = build_dataset(srcs, (1, 2, 4), n_jobs=1)
+    test = df["track_id"].isin(["s7", "s8", "s9"]).to_numpy()
+    b = train_booster(df[~test], "rank:ndcg", rounds=60)
+    ev = df[test & (df["kind"] == "grid").to_numpy()]
+    model = per_track_metrics(ev, predict(b, ev))
+    rnd = pd.concat([per_track_metrics(ev, baseline_scores(ev, "random", seed=s)) for s in range(5)])
+    assert model["NDCG@5"].mean() > rnd["NDCG@5"].mean() + 0.1
+    assert model["P@5"].mean() > rnd["P@5"].mean()
+
+
+# --------------------------------------------------------------------------- shipped model
+
+def test_shipped_model_loads_with_metadata():
+    import json
+
+    from engine.features import FEATURE_COLUMNS
+    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.scoring import LoopScorer
+
+    s = LoopScorer.load(DEFAULT_MODEL_PATH)
+    assert s.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(s.feature_names)
+    assert not {"bpm", "tempo_factor", "tempo_shift_pct"} & set(s.feature_names)
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".meta.json").read_text())
+    for key in ("objective", "params", "data", "cv_by_objective", "code", "command"):
+        assert key in meta
+    assert "train-ranker" in meta["command"]
+
+
+def test_extract_reports_the_shipped_model(tmp_path):
+    from engine.config import PipelineConfig
+    from engine.pipeline import run_batch
+
+    tr = synth_track(124, n_bars=8, sr=22050, seed=11)
+    path = tr.write(tmp_path / "gen.wav")
+    out = run_batch([path], tmp_path / "out", PipelineConfig(use_cache=False, n_jobs=1))
+    meta = out.results[0].metadata
+    assert out.results[0].ok and len(meta)
+    assert (meta["score_source"] == "model:loop_ranker").all()
+
+
+def test_people_labels_csv_become_rows(tmp_path):
+    from engine.ranker import label_csv_rows
+
+    tr = synth_track(120, n_bars=8, sr=22050, seed=4)
+    path = tr.write(tmp_path / "mine.wav")
+    db = tr.truth.downbeats
+    pd.DataFrame({"source_file": [str(path)] * 3, "start_time": [db[0], db[1] + 0.3, db[4]],
+                  "end_time": [db[4], db[3], db[6]], "label": ["good", "bad", "1"]}
+                 ).to_csv(tmp_path / "labels.csv", index=False)
+    rows = label_csv_rows(tmp_path / "labels.csv")
+    assert rows["good"].tolist() == [True, False, True]
+    assert rows["track_id"].nunique() == 1 and "bar_mel_jump_max" in rows
+    pd.DataFrame({"source_file": [str(path)], "start_time": [0], "end_time": [1], "label": ["meh"]}
+                 ).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="unknown labels"):
+        label_csv_rows(tmp_path / "bad.csv")
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_commands(tmp_path):
+    import json
+
+    from engine.cli import main
+
+    model = tmp_path / "m" / "tiny.json"
+    assert main(["train-ranker", "--synthetic", "3", "--objective", "rank:ndcg", "--rounds", "5",
+                 "--jobs", "1", "--tempo_augment", "--out", str(model)]) == 0
+    meta = json.loads(model.with_suffix(".meta.json").read_text())
+    assert meta["objective"] == "rank:ndcg" and meta["data"]["tempo_augment"]
+    assert "tempo_factor" not in json.loads(model.with_suffix(".features.json").read_text())
+    folder = tmp_path / "eval"
+    assert main(["synth", "--out", str(folder / "a.wav"), "--random_arrangement", "--seed", "3",
+                 "--sr", "22050"]) == 0
+    assert main(["evaluate", "--folder", str(folder), "--model", str(model), "--top_k", "5",
+                 "--out_dir", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
+    assert {"default model", "heuristic", "old composite", "random"} <= set(m["rankers"])
+    rows = pd.read_csv(tmp_path / "ev" / "eval_rows.csv")
+    assert {"relevance", "pred_default_model", "pred_heuristic"} <= set(rows.columns)
+
+
+def test_heuristic_with_a_warning_when_the_default_model_is_missing(tmp_path, monkeypatch):
+    import engine.ranker
+    from engine.config import RankConfig
+    from engine.pipeline import load_scorer
+
+    monkeypatch.setattr(engine.ranker, "DEFAULT_MODEL_PATH", tmp_path / "gone.ubj")
+    with pytest.warns(RuntimeWarning, match="heuristic"):
+        assert load_scorer(RankConfig()) is None
+    assert load_scorer(RankConfig(model_path="heuristic")) is None
+    with pytest.raises(Exception, match="not found"):
+        load_scorer(RankConfig(model_path=str(tmp_path / "explicit.json")))
+
+
+def test_composite_rerank_defaults_to_the_heuristic_only():
+    from engine.config import RankConfig
+    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.scoring import LoopScorer, score_candidates
+
+    rng = np.random.default_rng(0)
+    f = pd.DataFrame(rng.random((6, len(MODEL_FEATURES))), columns=MODEL_FEATURES)
+    f["bars"] = [1, 2, 4, 8, 4, 2]
+    s = LoopScorer.load(DEFAULT_MODEL_PATH)
+    m = score_candidates(f, RankConfig(), s)
+    assert (m["rank_score"] == m["score"]).all() and (m["score_source"] == "model:loop_ranker").all()
+    h = score_candidates(f, RankConfig(), None)
+    assert (h["rank_score"] == h["beatmatch_composite_score"]).all()
+    forced = score_candidates(f, RankConfig(composite_on_model=True), s)
+    assert (forced["rank_score"] == forced["beatmatch_composite_score"]).all()
+    off = score_candidates(f, RankConfig(use_composite_rerank=False), None)
+    assert (off["rank_score"] == off["score"]).all()
