@@ -1,7 +1,7 @@
 """LoopLab dashboard: ``streamlit run app.py``.
 
 The router: ``st.navigation`` over the pages registered in ``dashboard/nav.py``
-(files in ``pages/``), and the shared sidebar. Pages hold UI only; every
+(files in ``app_pages/``), and the shared sidebar. Pages hold UI only; every
 computation is an engine call (``engine/``), cached in ``dashboard/state.py``.
 """
 from __future__ import annotations

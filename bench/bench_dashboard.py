@@ -116,13 +116,13 @@ def apptest_times(root: Path, repeats: int = 3) -> dict:
             at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
             t0 = time.perf_counter()
             if name != "home":
-                at.switch_page(f"pages/{name}.py")
+                at.switch_page(f"app_pages/{name}.py")
             at.run()
             times.append(time.perf_counter() - t0)
             assert not at.exception, at.exception
         out[name] = statistics.median(times)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-    at.switch_page("pages/loop_finder.py").run()
+    at.switch_page("app_pages/loop_finder.py").run()
     times = []
     for k in (6, 7, 8, 5, 6, 7):
         t0 = time.perf_counter()
@@ -312,7 +312,7 @@ def apptest_times_empty(root: Path) -> dict:
             at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
             t0 = time.perf_counter()
             if name != "home":
-                at.switch_page(f"pages/{name}.py")
+                at.switch_page(f"app_pages/{name}.py")
             at.run()
             times.append(time.perf_counter() - t0)
         out[name] = statistics.median(times)
@@ -349,7 +349,7 @@ def _contact_apptest(folder: Path, build: bool):
 
     os.environ["LOOPLAB_WORKSPACE"] = str(PART2_WS)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600).run()
-    at.switch_page("pages/contact_map.py").run()
+    at.switch_page("app_pages/contact_map.py").run()
     at.session_state["explore_source"] = "A folder on disk"
     at.session_state["explore_folder"] = str(folder)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """The page registry: which pages exist, in which section, in which order.
 
 ``app.py`` builds ``st.navigation`` from :func:`sections`. A new page is a file in
-``pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
+``app_pages/`` plus one :class:`PageSpec` here (part 2's tags, contact map, library map
 and neighbours go in ``EXPLORE``). Pages link to each other with
 ``st.switch_page(nav.path("loop_finder"), query_params={"track": track_id})``.
 """
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# st.navigation is called on every run, so Streamlit ignores its automatic pages/ listing
-# and shows only the pages registered here (checked in a browser with Streamlit 1.67).
+# The folder is app_pages/, not pages/. With a pages/ folder beside app.py, Streamlit (1.67)
+# still serves a deep link such as /contact_map on a freshly started server by running
+# pages/contact_map.py directly, before any session has called st.navigation: the router,
+# its sections and the shared sidebar are skipped and an auto-generated page list appears
+# (seen in the browser tests' screenshots). app_pages/ is never auto-discovered.
 
 
 @dataclass(frozen=True)
 class PageSpec:
-    """One page: its file under pages/, its title, a Material icon and URL path."""
+    """One page: its file under app_pages/, its title, a Material icon and URL path."""
 
     name: str
     title: str
@@ -24,7 +27,7 @@ class PageSpec:
 
     @property
     def path(self) -> str:
-        return f"pages/{self.name}.py"
+        return f"app_pages/{self.name}.py"
 
 
 #: Getting loops out of tracks (issue 12).
@@ -47,7 +50,7 @@ SECTIONS = {"Loops": LOOPS, "Explore": EXPLORE}
 
 
 def path(name: str) -> str:
-    """The pages/ file of a registered page (for st.switch_page / st.page_link)."""
+    """The app_pages/ file of a registered page (for st.switch_page / st.page_link)."""
     for specs in SECTIONS.values():
         for spec in specs:
             if spec.name == name:

@@ -128,7 +128,7 @@ def test_engine_never_imports_streamlit():
 
 def test_pages_hold_no_signal_processing():
     """Pages call the engine; they never decode audio or run DSP libraries themselves."""
-    for py in list((ROOT / "pages").glob("*.py")) + list((ROOT / "dashboard").glob("*.py")):
+    for py in list((ROOT / "app_pages").glob("*.py")) + list((ROOT / "dashboard").glob("*.py")):
         text = py.read_text(encoding="utf-8")
         for lib in ("librosa", "soundfile", "scipy.signal", "numpy.fft", "pyloudnorm"):
             assert f"import {lib}" not in text and f"from {lib}" not in text, (py, lib)

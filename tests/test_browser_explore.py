@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 def _demo_loops(page, url, path):
     page.goto(f"{url}/{path}")
     _idle(page)
+    # a deep link goes through the router: its sections are in the sidebar
+    expect(page.get_by_test_id("stSidebarNav").get_by_text("Explore", exact=True)).to_be_visible()
     page.get_by_test_id("stMainBlockContainer").get_by_text("Demo loops", exact=True).click()
     _idle(page)
     page.get_by_role("button", name="Generate demo loops").click()
