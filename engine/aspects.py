@@ -60,6 +60,7 @@ import pandas as pd
 
 from .config import DEFAULT_CACHE_DIR, AspectWeights
 from .errors import AnalysisError, LoopLabError
+from .contact.shortlist import knn_pairs
 
 #: Aspect names, in column order.
 ASPECTS = ("rhythm", "timbre", "harmony", "tempo")
@@ -494,20 +495,6 @@ def load_aspect_graph(path) -> AspectGraph:
                        z["stretch"], info, meta.pop("mode", "exact"), meta)
 
 
-def _knn(X: np.ndarray, k: int) -> np.ndarray:
-    """Pairs (i < j) joining each row of ``X`` to its ``k`` nearest rows (Euclidean)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    n = X.shape[0]
-    k = int(max(1, min(k, n - 1)))
-    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
-    rows = np.repeat(np.arange(n), idx.shape[1])
-    cols = idx.ravel()
-    keep = rows != cols
-    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
-    return np.unique(np.stack([a, b], axis=1), axis=0)
-
-
 def build_aspect_graph(lset: LoopSet, dtw, *, k_timbre: int = K_TIMBRE,
                        k_harmony: int = K_HARMONY, timbre: str = "descriptors",
                        progress=None) -> AspectGraph:
@@ -548,7 +535,7 @@ def build_aspect_graph(lset: LoopSet, dtw, *, k_timbre: int = K_TIMBRE,
                               np.asarray(dtw.overlap, np.float64),
                               np.asarray(dtw.stretch, np.float64))
     if dtw.mode != "exact":
-        extra = np.concatenate([_knn(T, k_timbre), _knn(H, k_harmony)])
+        extra = np.concatenate([knn_pairs(T, k_timbre), knn_pairs(H, k_harmony)])
         have = set(zip(pa.tolist(), pb.tolist()))
         extra = np.unique(extra, axis=0)
         extra = np.array([p for p in extra.tolist() if tuple(p) not in have],

@@ -62,7 +62,7 @@ def shortlist_vectors(seqset: SequenceSet, metric: str = "cosine", n_codes: int 
     return out
 
 
-def _knn_pairs(X: np.ndarray, k: int) -> np.ndarray:
+def knn_pairs(X: np.ndarray, k: int) -> np.ndarray:
     """Pairs (i < j) joining each row of ``X`` to its ``k`` nearest rows (Euclidean)."""
     from sklearn.neighbors import NearestNeighbors
 
@@ -132,7 +132,7 @@ def shortlist_pairs(seqset: SequenceSet, params: DTWParams = DTWParams(), *,
         sd = X.std(axis=0)
         X = (X - X.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
     k = int(max(1, min(params.shortlist_k, n - 1)))
-    cand = _knn_pairs(X, max(k, int(params.candidate_factor) * k))
+    cand = knn_pairs(X, max(k, int(params.candidate_factor) * k))
     f = int(max(1, params.coarse_pool))
     if f > 1 and cand.shape[0]:
         pooled = []
