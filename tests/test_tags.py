@@ -196,6 +196,92 @@ def test_midi_roles_truth(tmp_path):
     assert roles_in_span(notes, 3.9, 4.2) == ["chords"]    # sounds over > 1/4 of the span
 
 
+_LMMS_PROJECT = """<?xml version="1.0"?>
+<lmms-project version="1.0" type="song" creator="LMMS">
+ <head bpm="120" timesig_numerator="4" timesig_denominator="4"/>
+ <song>
+  <trackcontainer type="song">
+   <track type="0" name="Lead" muted="0">
+    <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+    <pattern pos="192" type="1" steps="16" muted="0">
+     <note pos="0" len="48" key="60"/><note pos="48" len="48" key="62"/>
+    </pattern>
+   </track>
+   <track type="0" name="kick01.ogg" muted="0">
+    <instrumenttrack vol="100"><instrument name="audiofileprocessor">
+     <audiofileprocessor src="drums/kick01.ogg"/></instrument></instrumenttrack>
+    <pattern pos="0" len="384" type="0" steps="32" muted="0">
+     <note pos="0" len="-192" key="57"/><note pos="48" len="-192" key="57"/>
+    </pattern>
+   </track>
+   <track type="0" name="Silent pad" muted="1">
+    <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+    <pattern pos="0" len="192" type="1" steps="16"><note pos="0" len="192" key="48"/></pattern>
+   </track>
+   <track type="1" name="Beat/Bassline 0" muted="0">
+    <bbtrack><trackcontainer type="bbtrackcontainer">
+     <track type="0" name="Default preset" muted="0">
+      <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+      <pattern pos="0" type="1" steps="16">
+       <note pos="0" len="96" key="24"/><note pos="96" len="96" key="27"/>
+      </pattern>
+     </track>
+     <track type="0" name="Default preset" muted="0">
+      <instrumenttrack vol="100"><instrument name="zynaddsubfx"/></instrumenttrack>
+      <pattern pos="0" type="1" steps="16">
+       <note pos="0" len="192" key="48"/><note pos="0" len="192" key="52"/>
+       <note pos="0" len="192" key="55"/>
+      </pattern>
+     </track>
+    </trackcontainer></bbtrack>
+    <bbtco pos="384" len="384" muted="0"/>
+   </track>
+  </trackcontainer>
+ </song>
+</lmms-project>
+"""
+
+
+def test_lmms_role_truth(tmp_path):
+    """An LMMS project written here, read as the realbench LMMS renders are."""
+    import zlib
+
+    from engine.tags.project_roles import lmms_role_notes, lmms_track_role
+    from engine.tags.roles import roles_in_span
+
+    assert lmms_track_role("BD 03", "audiofileprocessor", "drums/bassdrum03.ogg") == "percussion"
+    assert lmms_track_role("Mute Bass", "audiofileprocessor",
+                           "drumsynth/instrument/mute_bass.ds") == "bass"
+    assert lmms_track_role("Woosh", "kicker") == "fx"
+    assert lmms_track_role("Kick hi", "kicker") == "percussion"
+    assert lmms_track_role("Strings (high)", "audiofileprocessor",
+                           "stringsnpads/strings01.ogg") == "chords"
+    assert lmms_track_role("Default preset", "zynaddsubfx", "", [72, 74, 76], [0, 12, 24],
+                           [12, 24, 36]) == "melody"
+    mmp = tmp_path / "song.mmp"
+    mmp.write_text(_LMMS_PROJECT)
+    mmpz = tmp_path / "song.mmpz"                       # qCompress: 4-byte length + zlib
+    data = _LMMS_PROJECT.encode()
+    mmpz.write_bytes(len(data).to_bytes(4, "big") + zlib.compress(data))
+    for path in (mmp, mmpz):
+        notes = lmms_role_notes(path)
+        assert set(notes) == {"melody", "percussion", "bass", "chords"}
+        bar = 2.0                                        # 4 beats at 120 BPM
+        # the lead pattern starts at bar 1 (tick 192); its notes are 1 beat long
+        assert notes["melody"][:, 0] == pytest.approx([bar, bar + 0.5])
+        assert notes["percussion"][:, 0] == pytest.approx([0.0, 0.5])
+        # the Beat/Bassline clip at bar 2 (2 bars long) loops its 1-bar pattern twice
+        assert sorted(notes["bass"][:, 0]) == pytest.approx([4.0, 5.0, 6.0, 7.0])
+        assert len(notes["chords"]) == 6
+    # the muted pad plays nothing; bar 0 has only the kick
+    assert roles_in_span(notes, 0.0, bar) == ["percussion"]
+    assert roles_in_span(notes, bar, 2 * bar) == ["melody"]
+    assert roles_in_span(notes, 2 * bar, 4 * bar) == ["bass", "chords"]
+    # a short project repeated twice by the realbench builder: one pass = 4 bars
+    twice = lmms_role_notes(mmp, repeats=2)
+    assert len(twice["bass"]) == 8 and max(twice["bass"][:, 0]) == pytest.approx(8.0 + 7.0)
+
+
 @pytest.mark.slow
 def test_shipped_roles_model_on_held_out_generated_loops(tmp_path):
     """The default model (trained on seed-1 loops) on loops from another seed."""

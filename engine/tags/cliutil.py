@@ -25,7 +25,7 @@ def add_training_args(p) -> None:
     p.add_argument("--n_estimators", type=int, default=600)
     p.add_argument("--max_depth", type=int, default=0, help="0 = unlimited")
     p.add_argument("--min_samples_leaf", type=int, default=2)
-    p.add_argument("--learner", default="rf", choices=("rf", "xgb", "auto"),
+    p.add_argument("--learner", default="rf", choices=("rf", "xgb", "lr", "auto"),
                    help="random forest (the seed's), XGBoost, or auto: both, keep the one "
                         "with the higher validation macro-F1")
     add_runtime_args(p)

@@ -41,6 +41,7 @@ class TrainConfig:
     min_samples_leaf: int = 2
     learner: str = "rf"
     n_jobs: int = -1
+    lr_c: float = 0.1
 
     def clamped(self) -> "TrainConfig":
         """The seed's input clamping."""
@@ -53,8 +54,8 @@ class TrainConfig:
         test = float(np.clip(self.test_size, 0.05, 0.45))
         if val + test >= 0.8:
             val = test = 0.2
-        if self.learner not in ("rf", "xgb", "auto"):
-            raise ValueError(f"learner must be rf, xgb or auto, not {self.learner!r}")
+        if self.learner not in ("rf", "xgb", "lr", "auto"):
+            raise ValueError(f"learner must be rf, xgb, lr or auto, not {self.learner!r}")
         return replace(self, calibration_min_threshold=lo, calibration_max_threshold=hi,
                        calibration_step=step, low_support_floor=floor, val_size=val,
                        test_size=test, n_estimators=max(100, int(self.n_estimators)),
@@ -68,7 +69,8 @@ class TrainConfig:
 
     def model_params(self) -> dict:
         return {"n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                "min_samples_leaf": self.min_samples_leaf, "learner": self.learner}
+                "min_samples_leaf": self.min_samples_leaf, "learner": self.learner,
+                "lr_c": self.lr_c}
 
 
 class _Constant:
@@ -114,7 +116,34 @@ class MultiLabelModel:
         return out
 
 
+class ScaledLogistic:
+    """Standardised features + L2 logistic regression (class-balanced), a
+    linear learner for small, grouped real data sets where forests learn
+    the songs instead of the roles (:mod:`engine.tags.songcv`)."""
+
+    def __init__(self, C: float = 0.1, seed: int = 0):
+        self.C, self.seed = float(C), int(seed)
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.linear_model import LogisticRegression
+
+        X = np.asarray(X, float)
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ < 1e-12] = 1.0
+        self.lr_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000,
+                                      random_state=self.seed)
+        self.lr_.fit((X - self.mean_) / self.scale_, y, sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, X):
+        Z = (np.asarray(X, float) - self.mean_) / self.scale_
+        return self.lr_.predict_proba(np.nan_to_num(Z, posinf=0.0, neginf=0.0))
+
+
 def _make_learner(kind: str, cfg: TrainConfig, y: np.ndarray, seed: int):
+    if kind == "lr":
+        return ScaledLogistic(C=cfg.lr_c, seed=seed)
     if kind == "xgb":
         from xgboost import XGBClassifier
 
