@@ -282,6 +282,29 @@ def test_lmms_role_truth(tmp_path):
     assert len(twice["bass"]) == 8 and max(twice["bass"][:, 0]) == pytest.approx(8.0 + 7.0)
 
 
+def test_song_grouped_folds_weights_and_majority_fallback():
+    from engine.tags.songcv import calibrate_roles, decide, mix_weights, song_folds
+
+    songs = np.repeat([f"song{i}" for i in range(7)], 5)
+    folds = song_folds(songs, 3, seed=1)
+    for s in set(songs):                                  # no song on both sides
+        assert len(set(folds[songs == s])) == 1
+    assert set(folds) == {0, 1, 2}
+    kind = np.array(["synth"] * 30 + ["full"] * 10)
+    w = mix_weights(kind, 0.5)                            # generated rows: half the weight
+    assert w[kind == "synth"].sum() == pytest.approx(w[kind == "full"].sum())
+    # a label the scores cannot separate falls back to always on; a separable one does not
+    rng = np.random.default_rng(0)
+    y_common = (rng.random(200) < 0.9).astype(int)
+    y_rare = (rng.random(200) < 0.3).astype(int)
+    proba = np.column_stack([rng.random(200), 0.2 + 0.6 * y_rare])
+    th = calibrate_roles(np.column_stack([y_common, y_rare]), proba, ["a", "b"],
+                         TrainConfig())
+    assert th["a"] == 0.0 and 0.2 < th["b"] <= 0.8
+    P = decide(np.array([[0.0, 0.1]]), ["a", "b"], {"a": 0.5, "b": 0.5})
+    assert P.tolist() == [[0, 1]]                         # at least one tag: the likeliest
+
+
 @pytest.mark.slow
 def test_shipped_roles_model_on_held_out_generated_loops(tmp_path):
     """The default model (trained on seed-1 loops) on loops from another seed."""

@@ -46,7 +46,8 @@ from .classify import DEFAULT_ROLES_MODEL
 RECIPE = {"synth_loops": 500, "synth_seed": 1, "mma_variants": 4, "mma_loops_per_render": 6,
           "mma_seed": 0, "realbench_loops_per_track": 24, "realbench_seed": 0,
           "synth_share": 0.5, "use_parts": True, "learner": "lr", "lr_c": 0.1, "folds": 5,
-          "fold_seed": 0, "calibrate_on": "full+synth", "generated_heldout_loops": 200, "generated_heldout_seed": 7}
+          "fold_seed": 0, "calibrate_on": "full+synth", "generated_heldout_loops": 200,
+          "generated_heldout_seed": 7}
 
 
 def _noop(done, total, message):  # pragma: no cover - trivial

@@ -20,28 +20,34 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ..config import setting
 from ..errors import ModelError
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the seed's flags and defaults)."""
+    """Training settings (the seed's flags and defaults). Each field with help
+    text is a command-line flag of train-tags / train-contact /
+    compare-label-sources (:func:`engine.config.add_arguments`)."""
 
-    min_tag_count: int = 8
-    calibration_min_threshold: float = 0.12
-    calibration_max_threshold: float = 0.80
-    calibration_step: float = 0.02
-    low_support_cutoff: int = 6
-    low_support_floor: float = 0.24
-    val_size: float = 0.2
-    test_size: float = 0.2
-    random_state: int = 42
-    n_estimators: int = 600
-    max_depth: int = 0
-    min_samples_leaf: int = 2
-    learner: str = "rf"
+    min_tag_count: int = setting(8, "drop tags seen on fewer loops")
+    calibration_min_threshold: float = setting(0.12, "lowest calibrated threshold")
+    calibration_max_threshold: float = setting(0.80, "highest calibrated threshold")
+    calibration_step: float = setting(0.02, "threshold scan step")
+    low_support_cutoff: int = setting(
+        6, "labels with fewer validation positives get at least the floor")
+    low_support_floor: float = setting(0.24, "threshold floor for low-support labels")
+    val_size: float = setting(0.2, "validation share (iterative stratified split)")
+    test_size: float = setting(0.2, "test share")
+    random_state: int = setting(42, "seed of the split and the learners")
+    n_estimators: int = setting(600, "trees per label (forest / XGBoost)")
+    max_depth: int = setting(0, "tree depth (0 = unlimited)")
+    min_samples_leaf: int = setting(2, "smallest leaf (forest; XGBoost min_child_weight)")
+    learner: str = setting("rf", "random forest (the seed's), XGBoost, standardised logistic "
+                           "regression, or auto: rf and xgb, keep the one with the higher "
+                           "validation macro-F1", choices=("rf", "xgb", "lr", "auto"))
     n_jobs: int = -1
-    lr_c: float = 0.1
+    lr_c: float = setting(0.1, "inverse L2 strength of the lr learner")
 
     def clamped(self) -> "TrainConfig":
         """The seed's input clamping."""
