@@ -129,10 +129,15 @@ HOLDOUT_CHARTS = {
     "vamp_ab": ["Ab", "Ab", "Db", "Db"] * 8,
     # sparse two-chord vamp, i-bVII in F# minor, two bars per chord
     "vamp_fsm": ["F#m", "F#m", "E", "E"] * 8,
+    # for grooves that are drum kit only (MMA's Zoom library): the chords are
+    # not heard, so the track has no key (key: null, as drum-only tracks should
+    # come out "no clear key")
+    "drums_only": ["C"] * 32,
 }
 HOLDOUT_CHART_TONIC = {"pop_d": "D", "pop_eb": "Eb", "pop_bb": "Bb", "jazz_f": "Fmaj7",
                        "minor_em": "Em", "minor_cm_harm": "Cm", "mixo_a": "A",
-                       "dorian_dm": "Dm7", "vamp_ab": "Ab", "vamp_fsm": "F#m"}
+                       "dorian_dm": "Dm7", "vamp_ab": "Ab", "vamp_fsm": "F#m",
+                       "drums_only": "C"}
 HOLDOUT_CHART_KEY = {
     "pop_d": {"tonic": "D", "mode": "major", "label": "D major",
               "note": "I-V-vi-IV pop with ii-V7 cadences (dominant-heavy)"},
@@ -154,6 +159,7 @@ HOLDOUT_CHART_KEY = {
                 "note": "sparse two-chord vamp I-IV (Ab-Db), two bars each"},
     "vamp_fsm": {"tonic": "F#", "mode": "minor", "label": "F# minor",
                  "note": "sparse two-chord vamp i-bVII (F#m-E), two bars each"},
+    "drums_only": None,
 }
 # (id, library file (under devset.MMA_LIB, no .mma), groove, tempo, beats per
 #  bar, chart, repeats of the 32-bar chart, RndSeed, style, swing)
@@ -167,16 +173,21 @@ HOLDOUT_MMA_GEN = [
      "triplet 8ths (12/8 feel)"),
     ("mma_discosoul_118", "casio/discosoul", "DiscoSoul", 118, 4, "dorian_dm", 2, 2605, "disco / soul", None),
     ("mma_poppolka_188", "casio/poppolka", "PopPolka", 188, 4, "pop_bb", 2, 2606, "pop polka, fast", None),
-    ("mma_reggae_76", "zoom/reggae", "REGG01", 76, 4, "vamp_ab", 1, 2607, "reggae (one-drop, off-beat skank)", None),
+    ("mma_reggae_76", "zoom/reggae", "REGG01", 76, 4, "drums_only", 1, 2607,
+     "reggae drums (Zoom drum-machine library: kit only)", None),
     ("mma_countryswing_120", "stdlib/countryswing", "CountrySwing", 120, 4, "pop_d", 2, 2608,
      "country swing", None),
     ("mma_hiphop_casio_94", "casio/hip-hop", "Hip-Hop", 94, 4, "minor_cm_harm", 1, 2609, "hip-hop", None),
-    ("mma_hiphop_zoom_100", "zoom/hiphop", "HIP02", 100, 4, "minor_em", 1, 2610, "hip-hop / rap beat", None),
+    ("mma_hiphop_zoom_100", "zoom/hiphop", "HIP02", 100, 4, "drums_only", 1, 2610,
+     "hip-hop / rap beat (Zoom drum-machine library: kit only)", None),
     ("mma_popshuffle_108", "casio/popshuffle1", "PopShuffle1", 108, 4, "pop_d", 2, 2611,
      "pop shuffle", "shuffle"),
     ("mma_waltz_100", "stdlib/waltz", "Waltz", 100, 3, "jazz_f", 2, 2612, "waltz 3/4", None),
     ("mma_house_124", "casio/house", "House", 124, 4, "vamp_fsm", 2, 2613, "house / dance", None),
     ("mma_softrock_96", "stdlib/softrock", "SoftRock", 96, 4, "pop_bb", 1, 2614, "soft rock", None),
+    ("mma_8beatmotown_112", "kara/8beatmotown", "8beatmotownA", 112, 4, "vamp_ab", 2, 2615,
+     "motown / soul 8-beat", None),
+    ("mma_funk1_96", "casio/funk1", "Funk1", 96, 4, "minor_em", 1, 2616, "funk", None),
 ]
 
 DATA_PACKAGES = ("lmms-common", "hydrogen-data", "mma")
