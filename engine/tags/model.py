@@ -189,11 +189,15 @@ def fit_model(X: pd.DataFrame, Y: np.ndarray, classes, label_features: dict, cfg
     return MultiLabelModel(list(classes), feature_cols, dict(label_features), ests, learner)
 
 
-def _f1(y: np.ndarray, p: np.ndarray) -> float:
+def binary_f1(y: np.ndarray, p: np.ndarray) -> float:
+    """F1 of the positive class of 0/1 arrays (0 when nothing is positive)."""
     tp = float(np.sum((y == 1) & (p == 1)))
     fp = float(np.sum((y == 0) & (p == 1)))
     fn = float(np.sum((y == 1) & (p == 0)))
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0
+
+
+_f1 = binary_f1
 
 
 def _micro_macro(Y: np.ndarray, P: np.ndarray) -> tuple[float, float]:

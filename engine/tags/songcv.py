@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .model import TrainConfig, _f1, calibrate_thresholds, fit_model
+from .model import TrainConfig, calibrate_thresholds, fit_model
+from .model import binary_f1 as _f1
 from .roles import ROLES
 
 
