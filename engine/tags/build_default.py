@@ -3,9 +3,9 @@
 ``python -m engine.tags.build_default`` reproduces
 ``engine/models/roles_model.joblib`` (and its report ``roles_model.report.json``)
 from the realbench dev set (``/tmp/looplab-devset``, sources under
-``/tmp/looplab-devset-work``); about 4 minutes on 2 free cores from scratch
-(loop cutting and features ~3 min, fits seconds), seconds when the loops and
-features are cached.
+``/tmp/looplab-devset-work``): 2 min 32 s from scratch on 2 cores (generated
+loops, FluidSynth part renders, loop cutting and features; the fits take
+seconds), identical probabilities and thresholds on every rebuild.
 
 The recipe (:data:`RECIPE`), chosen by song-grouped cross-validation on the
 dev set (:mod:`engine.tags.songcv`; no song on both sides of a split):
