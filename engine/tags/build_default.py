@@ -5,7 +5,7 @@
 from the realbench dev set (``/tmp/looplab-devset``, sources under
 ``/tmp/looplab-devset-work``): 2 min 32 s from scratch on 2 cores (generated
 loops, FluidSynth part renders, loop cutting and features; the fits take
-seconds), identical probabilities and thresholds on every rebuild.
+seconds); a from-scratch rebuild gave identical probabilities and thresholds.
 
 The recipe (:data:`RECIPE`), chosen by song-grouped cross-validation on the
 dev set (:mod:`engine.tags.songcv`; no song on both sides of a split):
