@@ -181,9 +181,10 @@ def main() -> int:
     ap.add_argument("--no-real", action="store_true", help="skip the real-render tables")
     ap.add_argument("--keybench", default="/tmp/looplab-keybench",
                     help="GM key bench folder (bench/keybench/build_keybench.py)")
-    ap.add_argument("--devset", default="/tmp/looplab-devset/gt", help="realbench gt folder")
+    ap.add_argument("--devset", default="/tmp/looplab-devset/gt",
+                    help="realbench set or its gt folder")
     ap.add_argument("--holdout", default="/tmp/looplab-holdout/gt",
-                    help="second real set (other songs; never fitted on): gt folder")
+                    help="second real set (other songs; never fitted on) or its gt folder")
     ap.add_argument("--sets", default="keybench,devset,holdout",
                     help="comma list of real sets to score: keybench, devset, holdout")
     args = ap.parse_args()
@@ -397,14 +398,18 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
     else:
         print(f"\n== Real renders: GM key bench not built ({keybench}/BUILD_INFO.json missing); "
               f"build it with: python bench/keybench/build_keybench.py {keybench}")
+    if (devset / "gt" / "manifest.csv").exists():      # the set's folder rather than its gt/
+        devset = devset / "gt"
     if "devset" not in which:
         pass
     elif (devset / "manifest.csv").exists():
-        sets.append(("realbench MMA renders", _load_real(devset, "*.json")))
+        sets.append((f"realbench MMA renders ({devset})", _load_real(devset, "*.json")))
     else:
         print(f"\n== Real renders: realbench dev set not built ({devset}/manifest.csv missing); "
               f"see ../shared/realbench/README.md")
     if holdout is not None and "holdout" in which:
+        if (holdout / "gt" / "manifest.csv").exists():
+            holdout = holdout / "gt"
         if (holdout.parent / "READY").exists() or (holdout / "READY").exists():
             sets.append(("HOLDOUT set (other songs, never fitted)", _load_real(holdout, "*.json")))
         else:
@@ -433,6 +438,7 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
         cls = {m: [] for m in methods}
         fam: dict = {}
         conf_rows = []
+        misses = []
         loop_cls = {2: [], 4: []}
         nokey = 0
         for it in tonal + drums:
@@ -455,6 +461,9 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
                 if m == methods[0]:
                     fam.setdefault(it["family"], []).append(c)
                     conf_rows.append((ours.confidence, c))
+                    if c != "exact":
+                        misses.append(f"{it['id']}: {K.PITCH_CLASSES[it['tonic']]} {it['mode']} -> "
+                                      f"{ours.key} ({c}, conf {ours.confidence:.2f})")
             meta = it["meta"]
             if "pickup_beats" in meta:            # key bench: loops on the known bar grid
                 bpm, meter = float(meta["bpm"]), int(str(meta["meter"])[0])
@@ -491,6 +500,8 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
             if sel:
                 bins.append(f"[{lo:.1f},{min(hi, 1.0):.1f}) {sel.count('exact')}/{len(sel)}")
         print("  shipped, exact by confidence: " + "; ".join(bins))
+        if misses and len(misses) <= 40:
+            print("  shipped, misses: " + "; ".join(misses))
         for bars, lc in loop_cls.items():
             if lc:
                 print(_real_row(f"{bars}-bar loops, track_weight=0.5", lc, 0, 0)[:-10])
