@@ -39,7 +39,16 @@ How the key is found
    * where the music starts and lands: the tonic triad's share of the first
      second of music and of the first and last 4 s, and the tonic's share of
      the bass (:attr:`Chroma.bass`) under the opening chord. A loop cut on
-     the bar line opens on its bar-one chord.
+     the bar line opens on its bar-one chord;
+   * with the bar lines of the rhythm stage (``downbeats``; the pipeline
+     passes them, ``engine key --bars`` finds them), where a listener hears
+     resolution (:func:`bar_evidence`): the tonic triad's share of the chord
+     on bar one of every bar and of every 4-bar phrase, V at a bar's end
+     giving way to I on the next bar one (chords and bass), the leading
+     tone's presence, and the scale fit split so that which mode of a
+     shared scale is meant (C major / A minor / D dorian / G mixolydian) is
+     decided by those cues rather than by a fixed modal penalty. These use
+     :data:`GRID_EVIDENCE_WEIGHTS`.
 
    The weights were fitted as a conditional logit on real General-MIDI
    renders (bench/keybench/), so the winner's softmax share is a
