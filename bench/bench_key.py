@@ -439,7 +439,7 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
         fam: dict = {}
         conf_rows = []
         misses = []
-        loop_cls = {2: [], 4: []}
+        loop_cls = {2: [], 4: [], "2 no grid": [], "4 no grid": []}
         nokey = 0
         for it in tonal + drums:
             y = load(it["path"])
@@ -473,6 +473,10 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
                     for e in K.segment_keys(ch, starts, [s + bars * bar for s in starts],
                                             track_weight=0.5, downbeats=db):
                         loop_cls[bars].append(classify_real(it["tonic"], it["mode"], e.tonic, e.mode))
+                    for e in K.segment_keys(ch, starts, [s + bars * bar for s in starts],
+                                            track_weight=0.5):
+                        loop_cls[f"{bars} no grid"].append(
+                            classify_real(it["tonic"], it["mode"], e.tonic, e.mode))
         print(f"\n== Real renders: {name} ({len(tonal)} tonal tracks"
               f"{f', {len(drums)} drum-only' if drums else ''})")
         print(REAL_HEADER)

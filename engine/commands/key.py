@@ -15,8 +15,8 @@ def add_arguments(p):
                    help="key profile: albrecht (default), krumhansl, temperley, temperley99, aarden")
     p.add_argument("--bars", action="store_true",
                    help="detect beats and bar lines first (as extract does) and weigh the chord "
-                        "and bass on bar one, phrase starts and cadences; slower (~1 s per "
-                        "minute of audio)")
+                        "and bass on bar one, phrase starts and cadences; slower (about 1.5 s "
+                        "per 4-minute track instead of 0.1 s)")
     p.add_argument("--out_csv", default=None,
                    help="also write the table to this CSV file")
 
