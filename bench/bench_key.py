@@ -508,7 +508,9 @@ def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
             print("  shipped, misses: " + "; ".join(misses))
         for bars, lc in loop_cls.items():
             if lc:
-                print(_real_row(f"{bars}-bar loops, track_weight=0.5", lc, 0, 0)[:-10])
+                n_bars_, _, grid_ = str(bars).partition(" ")
+                print(_real_row(f"{n_bars_}-bar loops{', ' + grid_ if grid_ else ''}, tw=0.5",
+                                lc, 0, 0)[:-10])
     if seconds:
         print(f"\n  chroma + key with the bar grid (grid from the rhythm stage, not timed): "
               f"median {np.median(seconds):.3f} s per 4 minutes of audio")
