@@ -8,10 +8,8 @@ parts) and where the music has content. A good loop (relevance 3)
 * starts on a true bar line and spans a whole number of true bars,
 * stays inside one arrangement section (the same parts play in every bar),
 * has content in every bar (no silent break, no fade-out tail),
-* is a phrase: starts on a phrase boundary (bar 1, 3, 5... of its section for
-  2-bar loops, bar 1, 5, 9... for 4 bars and more) and is at least the
-  music's own period long (:func:`section_periods`; 2 bars for a one-bar
-  groove, 4 where the music never repeats exactly), and
+* is a phrase: at least 2 bars, starting on a phrase boundary (bar 1, 3,
+  5... of its section for 2-bar loops, bar 1, 5, 9... for 4 bars and more), and
 * repeats seamlessly: the bars after its end hold what its first bars hold
   (:func:`continues_like_start`; a 1- or 2-bar loop cut from a 4-chord
   progression jumps back at the seam). Without note-level truth: its length
@@ -21,11 +19,14 @@ Note-level truth comes from the synth's arrangement and chords, an LMMS
 project's notes and beat/bassline clips per track, an MMA render's chord chart
 and groove period (its MIDI), a Hydrogen song's pattern sequence.
 
-Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
-content, phrase-length, but off-phrase or not seamless; 1 shorter than a
-phrase (a 1-bar slice of a 4-bar progression), or off the true grid (or not
-whole bars) but inside one section with content (what a shifted engine grid
-can still offer); 0 for everything else, in particular the negative types
+Graded relevance (labels v3): staying inside one section, literally the same
+tracks playing in every bar (for LMMS renders: the song editor's clips AND the
+notes sounding in each bar), is required for anything above 1. On the true
+grid, whole bars, one section, content: 3 for a loop of 2 bars or more that
+starts on a phrase boundary and repeats seamlessly; 2 for one of 2 bars or
+more that does not; 1 for a 1-bar loop (below any multi-bar loop that stays
+in its section); 0 for everything else: crossing a section change, off the
+true grid or not whole bars, silent, in particular the negative types
 loop-compatibility research uses, which :func:`training_windows` generates on
 purpose: shifted off the grid by a fraction of a beat or by whole beats, a
 non-whole number of bars, crossing a section change, mostly silent, cut
@@ -34,7 +35,7 @@ mid-phrase.
 Ground truth comes from :mod:`engine.synth` (:func:`truth_from_synth`) or from
 the realbench renders (:func:`truth_from_realbench`): GT bars from the JSON and,
 for LMMS renders, the arrangement read from the project's song editor
-(:func:`lmms_bar_activity`).
+(:func:`lmms_bar_activity`, :func:`lmms_bar_note_activity`).
 """
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ LMMS_CLIP_TAGS = ("pattern", "bbtco", "sampletco", "automationpattern")
 #: Relevance of a good loop (see :func:`label_windows`).
 GOOD = 3
 #: Version of the labelling rules (cached training rows are rebuilt when it changes):
-#: 2 = note-level phrase and seamless-repeat truth.
-LABEL_VERSION = 2
+#: 2 = note-level phrase and seamless-repeat truth; 3 = literal section-staying
+#: (the same tracks with notes in every bar) required for relevance >= 2, graded by length.
+LABEL_VERSION = 3
 #: LMMS counts 48 ticks per quarter note whatever the time signature.
 LMMS_TICKS_PER_QUARTER = 48
 
@@ -274,6 +276,86 @@ def _pattern_length(pat, notes) -> int:
         return max(12, int(pat.get("steps")) * 12)
     end = max((int(n.get("pos", "0")) + max(int(n.get("len", "0")), 0) for n in notes), default=0)
     return max(192, int(math.ceil(end / 192.0)) * 192)
+
+
+def lmms_bar_note_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: int = 1
+                           ) -> list[frozenset]:
+    """Which song-editor tracks have notes sounding in each bar of an LMMS render.
+
+    Stricter than :func:`lmms_bar_activity` (a clip spanning the bar): an
+    instrument track plays in a bar when one of its notes sounds in it (note
+    start to note end; a drum hit without length counts a sixteenth), a
+    beat/bassline track when its clip spans the bar and one of the pattern's
+    notes (repeating every pattern length) falls in it, a sample track when its
+    clip spans the bar. ``repeats`` as in :func:`lmms_bar_activity`.
+    """
+    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
+    tc = root.find("song/trackcontainer")
+    if tc is None:
+        raise ValueError("LMMS project has no song track container")
+    tracks = tc.findall("track")
+    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
+    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
+    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
+    one_pass = int(math.ceil(end / 192.0)) * 192
+    # note starts (ticks) and pattern length of every beat/bassline pattern, by bb index
+    bb_notes: dict = {}
+    bb_len: dict = {}
+    for btr in root.iter("bbtrack"):
+        inner = btr.find("trackcontainer")
+        if inner is None:
+            continue
+        for itr in inner.findall("track"):
+            if _muted(itr) or itr.get("type") == "5":
+                continue
+            for idx, pat in enumerate(itr.findall("pattern")):
+                notes = pat.findall("note")
+                if notes:
+                    steps = int(pat.get("steps", "16") or 16)
+                    bb_len[idx] = max(bb_len.get(idx, 0), steps * 12)
+                    bb_notes.setdefault(idx, []).extend(int(n.get("pos", "0")) for n in notes)
+    active = [set() for _ in range(n_bars)]
+
+    def mark(t0: int, t1: int, tid: int):
+        b0, b1 = t0 // bar_ticks, (max(t1, t0 + 1) - 1) // bar_ticks
+        for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
+            active[b].add(tid)
+
+    bb_index = 0
+    for tid, tr in enumerate(tracks):
+        ttype = tr.get("type")
+        if ttype == "1":
+            this_bb = bb_index
+            bb_index += 1
+        if _muted(tr) or ttype not in ("0", "1", "2"):
+            continue
+        for e in tr:
+            if e.get("pos") is None or _muted(e):
+                continue
+            for rep in range(max(1, repeats)):
+                p0 = int(e.get("pos")) + rep * one_pass
+                if ttype == "0" and e.tag == "pattern":
+                    for n in e.findall("note"):
+                        t = p0 + int(n.get("pos", "0"))
+                        ln = int(n.get("len", "0"))
+                        mark(t, t + (ln if ln > 0 else 12), tid)
+                elif ttype == "1" and e.tag == "bbtco":
+                    if this_bb not in bb_len:
+                        continue
+                    ln, per = int(e.get("len", "192")), max(1, bb_len[this_bb])
+                    for b in range(max(0, p0 // bar_ticks),
+                                   min(n_bars - 1, (p0 + max(ln, 1) - 1) // bar_ticks) + 1):
+                        o0 = max(0, b * bar_ticks - p0)
+                        o1 = min(ln, (b + 1) * bar_ticks - p0)
+                        for q in bb_notes[this_bb]:
+                            q %= per
+                            k = -(-(o0 - q) // per)
+                            if q + k * per < o1:
+                                active[b].add(tid)
+                                break
+                elif ttype == "2" and e.tag == "sampletco":
+                    mark(p0, p0 + int(e.get("len", "192")), tid)
+    return [frozenset(a) for a in active]
 
 
 def sections_from_activity(activity) -> np.ndarray:
@@ -552,10 +634,13 @@ def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth
     if kind.startswith("lmms"):
         proj = _resolve_project(str(d.get("original_file", "")), work_dir, json_path=json_path)
         if proj is not None:
-            act = lmms_bar_activity(proj, n_bars, beats_per_bar=bpb,
-                                    repeats=int(d.get("song_repeats") or 1))
-            sec = sections_from_activity(act)
-            content &= np.array([len(a) > 0 for a in act], bool)
+            reps = int(d.get("song_repeats") or 1)
+            act = lmms_bar_activity(proj, n_bars, beats_per_bar=bpb, repeats=reps)
+            notes = lmms_bar_note_activity(proj, n_bars, beats_per_bar=bpb, repeats=reps)
+            # literal sections: a new one wherever the set of tracks playing changes,
+            # by the song editor's clips or by the notes sounding in the bar
+            sec = sections_from_activity(list(zip(act, notes)))
+            content &= np.array([len(a) > 0 and len(n) > 0 for a, n in zip(act, notes)], bool)
             has_sections = True
     if bar_rms is not None:
         r = np.asarray(bar_rms, float)[:n_bars]
@@ -631,11 +716,15 @@ def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> p
                 seamless = n % max(1, int(truth.bar_period[i])) == 0
         else:
             phrase = seamless = False
+        # labels v3: staying inside one section (the same tracks playing in every bar)
+        # is required for anything above 1; among those, whole phrases rank first
         base = whole and one_sec and content
-        if base and long_enough:
+        if base and n >= 2:
             rel = 3 if (phrase and seamless) else 2
+        elif base:
+            rel = 1
         else:
-            rel = 1 if one_sec and content else 0
+            rel = 0
         rows.append((bool(on_bar), bool(whole), n, one_sec, content, bool(phrase and long_enough),
                      bool(long_enough), bool(seamless), rel))
     out = pd.DataFrame(rows, columns=["on_bar", "whole_bars", "true_bars", "one_section",

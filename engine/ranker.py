@@ -36,10 +36,6 @@ from .scoring import heuristic_quality, minmax
 
 #: The shipped default model (XGBoost UBJ) and its feature list beside it.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "loop_ranker.ubj"
-#: The phrase model (labels v2: note-level phrase and seamless-repeat truth, phrase
-#: features): ranks 2-, 4- and 8-bar phrases first; opt-in (``extract --model``) while
-#: it keeps fewer top-5 loops inside one arrangement section on DAW renders.
-PHRASE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "loop_ranker_phrase.ubj"
 #: Columns the model reads: every candidate feature plus the loop length in bars.
 #: No tempo, tempo-factor or source metadata (the seed's model learned from them).
 MODEL_FEATURES = FEATURE_COLUMNS + ["bars"]

@@ -11,7 +11,7 @@ import pytest
 
 from engine import metrics as M
 from engine.loop_truth import (LoopTruth, continues_like_start, grid_windows, label_windows,
-                               lmms_bar_activity, lmms_bar_patterns, pattern_ids,
+                               lmms_bar_activity, lmms_bar_note_activity, lmms_bar_patterns, pattern_ids,
                                section_periods, sections_from_activity, training_windows,
                                truth_from_synth)
 from engine.synth import random_arranged_track, synth_track
@@ -97,13 +97,16 @@ def test_labels_come_from_truth_not_features():
     assert lab.loc[0, "relevance"] == 3 and lab.loc[0, "good"]
     # crosses the section change at bar 8
     assert not lab.loc[1, "one_section"] and lab.loc[1, "relevance"] == 0
-    # half a beat off the grid (still inside one section: better than crossing, not good)
-    assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 1
+    # half a beat off the grid: not a loop a DJ can use (labels v3)
+    assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 0
     # chord section: 4 bars from the section start repeats seamlessly; 2 bars of the
-    # 4-chord cycle is shorter than a phrase and jumps back at the seam
+    # 4-chord cycle stays in its section but jumps back at the seam
     assert lab.loc[3, "relevance"] == 3 and lab.loc[3, "seamless"]
     assert not lab.loc[4, "phrase_length_ok"] and not lab.loc[4, "seamless"]
-    assert lab.loc[4, "relevance"] == 1
+    assert lab.loc[4, "relevance"] == 2
+    # a 1-bar loop inside its section ranks below every multi-bar loop that stays
+    one = label_windows(t, [db[0], db[8]], [db[1], db[9]])
+    assert one["one_section"].all() and (one["relevance"] == 1).all()
     # 2.5 bars is not a whole number of bars
     assert not lab.loc[5, "whole_bars"]
 
@@ -136,6 +139,25 @@ def test_lmms_song_editor_gives_sections():
     # "x2" renders repeat the song at its bar-rounded length (1536 ticks = 8 bars)
     act2 = lmms_bar_activity(ET.fromstring(xml), 16, repeats=2)
     assert act2[8] == act[0] and act2[12] == act[4]
+
+
+def test_lmms_note_activity_is_literal():
+    # a clip spanning bars 0-3 whose notes sound in bars 0 and 2 only; a beat/bassline
+    # clip over bars 0-3 whose 1-bar pattern has a hit on beat 1
+    xml = """<lmms-project><head bpm="120"/><song><trackcontainer>
+      <track type="0" name="lead" muted="0"><pattern pos="0" type="1">
+        <note pos="0" len="96"/><note pos="384" len="96"/><note pos="700" len="10"/></pattern></track>
+      <track type="1" name="beat" muted="0"><bbtrack><trackcontainer>
+        <track type="0" name="kick"><pattern pos="0" steps="16" type="0"><note pos="0" len="-192"/></pattern></track>
+      </trackcontainer></bbtrack><bbtco pos="0" len="768"/></track>
+    </trackcontainer></song></lmms-project>"""
+    root = ET.fromstring(xml)
+    clips = lmms_bar_activity(root, 4)
+    notes = lmms_bar_note_activity(root, 4)
+    assert [sorted(a) for a in clips] == [[0, 1]] * 4
+    assert [sorted(a) for a in notes] == [[0, 1], [1], [0, 1], [0, 1]]
+    # sections follow both rules: bar 1 (lead silent) is its own section
+    assert sections_from_activity(list(zip(clips, notes))).tolist() == [0, 1, 2, 2]
 
 
 def test_seamless_repeats_and_periods_come_from_note_level_bar_content():
@@ -240,20 +262,19 @@ def test_shipped_model_loads_with_metadata():
     import json
 
     from engine.features import FEATURE_COLUMNS
-    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES, PHRASE_MODEL_PATH
+    from engine.loop_truth import LABEL_VERSION
+    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
     from engine.scoring import LoopScorer
 
     s = LoopScorer.load(DEFAULT_MODEL_PATH)
-    # the default reads candidate features extract computes (a subset of today's)
-    assert set(s.feature_names) <= set(MODEL_FEATURES)
+    # trained by today's code: every feature extract computes, no tempo metadata
+    assert s.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(s.feature_names)
     assert not {"bpm", "tempo_factor", "tempo_shift_pct"} & set(s.feature_names)
-    # the phrase model is trained by today's code: every feature
-    phrase = LoopScorer.load(PHRASE_MODEL_PATH)
-    assert phrase.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(phrase.feature_names)
-    for path in (DEFAULT_MODEL_PATH, PHRASE_MODEL_PATH):
+    for path in (DEFAULT_MODEL_PATH,):
         meta = json.loads(path.with_suffix(".meta.json").read_text())
         for key in ("objective", "params", "data", "code", "command"):
             assert key in meta
+        assert meta["label_version"] == LABEL_VERSION
         assert "train-ranker" in meta["command"]
 
 
