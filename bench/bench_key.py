@@ -27,10 +27,15 @@ Real renders (skipped with a message when not built):
 * the MMA renders of the realbench dev set (``/tmp/looplab-devset/gt``,
   every JSON with a ``key`` field).
 
+* the holdout set (other songs; ``--holdout``, ready when its READY file
+  exists): MMA charts with a ``key`` field, never used for fitting.
+
 Each gets exact, MIREX-weighted and the confusion by interval (fifth up,
-fifth down, relative, parallel, other, no key) for the shipped estimator,
-the previous profile-only estimator and librosa chroma_cqt + Krumhansl
-(the baseline); fifth-up errors are also counted per 20 major-key tracks.
+fifth down, relative, parallel, other, no key) for the shipped estimator
+with the bar lines the pipeline's rhythm stage detects (what ``extract``
+uses), the same without a grid (what ``engine key`` uses), the
+profile-only estimator and librosa chroma_cqt + Krumhansl (the baseline);
+fifth-up errors are also counted per 20 major-key tracks.
 
 Scores follow MIREX / mir_eval: exact 1, fifth above 0.5, relative 0.3,
 parallel 0.2 (a fifth *below* scores 0, as in mir_eval's default). Loops (2- and 4-bar slices of each track) are scored with
@@ -176,10 +181,16 @@ def main() -> int:
     ap.add_argument("--no-real", action="store_true", help="skip the real-render tables")
     ap.add_argument("--keybench", default="/tmp/looplab-keybench",
                     help="GM key bench folder (bench/keybench/build_keybench.py)")
-    ap.add_argument("--devset", default="/tmp/looplab-devset/gt", help="realbench gt folder")
+    ap.add_argument("--devset", default="/tmp/looplab-devset/gt",
+                    help="realbench set or its gt folder")
+    ap.add_argument("--holdout", default="/tmp/looplab-holdout/gt",
+                    help="second real set (other songs; never fitted on) or its gt folder")
+    ap.add_argument("--sets", default="keybench,devset,holdout",
+                    help="comma list of real sets to score: keybench, devset, holdout")
     args = ap.parse_args()
     if not args.no_real:
-        real_tables(Path(args.keybench), Path(args.devset))
+        real_tables(Path(args.keybench), Path(args.devset), Path(args.holdout),
+                    set(args.sets.split(",")))
     if args.real_only:
         return 0
     n_bars, variants = (8, 2) if args.quick else (16, 4)
@@ -354,14 +365,32 @@ REAL_HEADER = (f"  {'set / method':<34} {'n':>4} {'exact':>6} {'mirex':>7} "
                + " ".join(f"{c[:6]:>6}" for c in REAL_CLASSES[1:]) + f" {'5up/20maj':>9}")
 
 
-def real_tables(keybench: Path, devset: Path) -> None:
-    """Real-render tables: shipped estimator, profile-only estimator, librosa baseline."""
+def detected_downbeats(path: Path) -> np.ndarray:
+    """Bar lines as the pipeline sees them: decode, frame features, rhythm stage."""
+    from engine import stages
+    from engine.audio import probe
+    from engine.config import AnalysisConfig
+
+    st = stages.AnalysisState(path=str(path), cfg=AnalysisConfig(), info=probe(path))
+    stages.decode(st)
+    stages.frame_features(st)
+    stages.rhythm(st)
+    return np.asarray(st.grid.downbeats, np.float64)
+
+
+def real_tables(keybench: Path, devset: Path, holdout: Path | None = None,
+                which: set | None = None) -> None:
+    """Real-render tables: shipped estimator (with and without the detected bar grid),
+    the previous evidence model, profile-only, librosa baseline."""
     import librosa
     import soundfile as sf
     import soxr
 
+    which = which or {"keybench", "devset", "holdout"}
     sets = []
-    if (keybench / "BUILD_INFO.json").exists():
+    if "keybench" not in which:
+        pass
+    elif (keybench / "BUILD_INFO.json").exists():
         kb = _load_real(keybench, "*.json")
         for split in ("dev", "test"):
             sets.append((f"GM key bench, {split}{' (held out)' if split == 'test' else ''}",
@@ -369,11 +398,22 @@ def real_tables(keybench: Path, devset: Path) -> None:
     else:
         print(f"\n== Real renders: GM key bench not built ({keybench}/BUILD_INFO.json missing); "
               f"build it with: python bench/keybench/build_keybench.py {keybench}")
-    if (devset / "manifest.csv").exists():
-        sets.append(("realbench MMA renders", _load_real(devset, "*.json")))
+    if (devset / "gt" / "manifest.csv").exists():      # the set's folder rather than its gt/
+        devset = devset / "gt"
+    if "devset" not in which:
+        pass
+    elif (devset / "manifest.csv").exists():
+        sets.append((f"realbench MMA renders ({devset})", _load_real(devset, "*.json")))
     else:
         print(f"\n== Real renders: realbench dev set not built ({devset}/manifest.csv missing); "
               f"see ../shared/realbench/README.md")
+    if holdout is not None and "holdout" in which:
+        if (holdout / "gt" / "manifest.csv").exists():
+            holdout = holdout / "gt"
+        if (holdout.parent / "READY").exists() or (holdout / "READY").exists():
+            sets.append(("HOLDOUT set (other songs, never fitted)", _load_real(holdout, "*.json")))
+        else:
+            print(f"\n== Real renders: holdout set not ready ({holdout.parent}/READY missing)")
     if not sets:
         return
 
@@ -388,30 +428,42 @@ def real_tables(keybench: Path, devset: Path) -> None:
         return best % 12, "major" if best < 12 else "minor"
 
     hop = int(round(SR * K.KEY_HOP_SECONDS))
-    methods = ("shipped (evidence model)", "profile only (previous)", "librosa cqt + Krumhansl")
+    methods = ("shipped + detected bar grid", "shipped, no grid (engine key)",
+               "profile only", "librosa cqt + Krumhansl")
+    confusions = {m: {} for m in methods}
+    seconds = []
     for name, items in sets:
         tonal = [it for it in items if it["tonic"] is not None]
         drums = [it for it in items if it["tonic"] is None]
         cls = {m: [] for m in methods}
         fam: dict = {}
         conf_rows = []
-        loop_cls = {2: [], 4: []}
+        misses = []
+        loop_cls = {2: [], 4: [], "2 no grid": [], "4 no grid": []}
         nokey = 0
         for it in tonal + drums:
             y = load(it["path"])
+            db = detected_downbeats(it["path"])
+            t1 = time.perf_counter()
             ch = K.track_chroma(y, SR, hop_length=hop)
-            ours = K.track_key(ch)
+            ours = K.track_key(ch, downbeats=db)
+            seconds.append((time.perf_counter() - t1) / max(y.size / SR / 240.0, 1e-9))
+            nogrid = K.track_key(ch)
             if it["tonic"] is None:
                 nokey += ours.key == K.NO_CLEAR_KEY
                 continue
             prev = K.estimate_key(ch.values, tonal_share=ch.tonal_share(), weights={"profile": 1.0})
             base = krumhansl(y)
-            for m, (et, em) in zip(methods, ((ours.tonic, ours.mode), (prev.tonic, prev.mode), base)):
+            for m, (et, em) in zip(methods, ((ours.tonic, ours.mode), (nogrid.tonic, nogrid.mode),
+                                             (prev.tonic, prev.mode), base)):
                 c = classify_real(it["tonic"], it["mode"], et, em)
                 cls[m].append((c, it["mode"]))
                 if m == methods[0]:
                     fam.setdefault(it["family"], []).append(c)
                     conf_rows.append((ours.confidence, c))
+                    if c != "exact":
+                        misses.append(f"{it['id']}: {K.PITCH_CLASSES[it['tonic']]} {it['mode']} -> "
+                                      f"{ours.key} ({c}, conf {ours.confidence:.2f})")
             meta = it["meta"]
             if "pickup_beats" in meta:            # key bench: loops on the known bar grid
                 bpm, meter = float(meta["bpm"]), int(str(meta["meter"])[0])
@@ -419,8 +471,12 @@ def real_tables(keybench: Path, devset: Path) -> None:
                 for bars in (2, 4):
                     starts = [t0 + b * bar for b in range(0, int(meta["n_bars"]) - bars + 1, 2)]
                     for e in K.segment_keys(ch, starts, [s + bars * bar for s in starts],
-                                            track_weight=0.5):
+                                            track_weight=0.5, downbeats=db):
                         loop_cls[bars].append(classify_real(it["tonic"], it["mode"], e.tonic, e.mode))
+                    for e in K.segment_keys(ch, starts, [s + bars * bar for s in starts],
+                                            track_weight=0.5):
+                        loop_cls[f"{bars} no grid"].append(
+                            classify_real(it["tonic"], it["mode"], e.tonic, e.mode))
         print(f"\n== Real renders: {name} ({len(tonal)} tonal tracks"
               f"{f', {len(drums)} drum-only' if drums else ''})")
         print(REAL_HEADER)
@@ -432,6 +488,12 @@ def real_tables(keybench: Path, devset: Path) -> None:
                   + ("  <- baseline" if m.startswith("librosa") else ""))
         if drums:
             print(f"  drum-only tracks answered 'no clear key' (shipped): {nokey}/{len(drums)}")
+        fam_all: dict = {}
+        for it, (c, _m) in zip(tonal, cls[methods[1]]):
+            fam_all.setdefault(it["family"], []).append(c)
+        if len(fam) > 1:
+            print("  no grid, by family:   " + "; ".join(
+                f"{f} {c.count('exact')}/{len(c)}" for f, c in sorted(fam_all.items())))
         if len(fam) > 1:
             print("  shipped, by family: " + "; ".join(
                 f"{f} {c.count('exact')}/{len(c)}" for f, c in sorted(fam.items())))
@@ -442,9 +504,16 @@ def real_tables(keybench: Path, devset: Path) -> None:
             if sel:
                 bins.append(f"[{lo:.1f},{min(hi, 1.0):.1f}) {sel.count('exact')}/{len(sel)}")
         print("  shipped, exact by confidence: " + "; ".join(bins))
+        if misses and len(misses) <= 40:
+            print("  shipped, misses: " + "; ".join(misses))
         for bars, lc in loop_cls.items():
             if lc:
-                print(_real_row(f"{bars}-bar loops, track_weight=0.5", lc, 0, 0)[:-10])
+                n_bars_, _, grid_ = str(bars).partition(" ")
+                print(_real_row(f"{n_bars_}-bar loops{', ' + grid_ if grid_ else ''}, tw=0.5",
+                                lc, 0, 0)[:-10])
+    if seconds:
+        print(f"\n  chroma + key with the bar grid (grid from the rhythm stage, not timed): "
+              f"median {np.median(seconds):.3f} s per 4 minutes of audio")
 
 
 if __name__ == "__main__":

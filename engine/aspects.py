@@ -213,7 +213,7 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     AnalysisError
         Fewer than ``min_files`` usable files.
     """
-    from .audio import content_hash
+    from .audio import hash_files
     from .cache import DiskCache
     from .contact.frames import SequenceParams
     from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet
@@ -234,13 +234,10 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     seqs: list = [None] * total
     descs: list = [None] * total
     embs: list = [None] * total
-    failures: dict = {}
+    hashes, failures = hash_files(paths)
     todo = []
-    for k, p in enumerate(paths):
-        try:
-            h = content_hash(p)
-        except OSError as exc:
-            failures[k] = f"cannot read file ({exc.strerror or exc})"
+    for k, (p, h) in enumerate(zip(paths, hashes)):
+        if h is None:
             continue
         hit = cache.get(_seq_cache_key(h, params, estimate_bpm, estimate_key))
         if hit is not None:

@@ -116,6 +116,31 @@ def content_hash(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def hash_files(paths) -> tuple[list, dict]:
+    """Content hashes of many files, with the unreadable ones reported.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+
+    Returns
+    -------
+    hashes : list of str or None
+        :func:`content_hash` of each path, ``None`` where it could not be read.
+    failures : dict
+        Index -> ``"cannot read file (<reason>)"`` for every ``None`` hash.
+    """
+    hashes: list = []
+    failures: dict = {}
+    for k, p in enumerate(paths):
+        try:
+            hashes.append(content_hash(p))
+        except OSError as exc:
+            hashes.append(None)
+            failures[k] = f"cannot read file ({exc.strerror or exc})"
+    return hashes, failures
+
+
 def _declared_wav_frames(path: Path, block_align: int) -> int | None:
     """Frames a RIFF/WAVE header promises, or None if not a plain WAV.
 

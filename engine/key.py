@@ -39,7 +39,16 @@ How the key is found
    * where the music starts and lands: the tonic triad's share of the first
      second of music and of the first and last 4 s, and the tonic's share of
      the bass (:attr:`Chroma.bass`) under the opening chord. A loop cut on
-     the bar line opens on its bar-one chord.
+     the bar line opens on its bar-one chord;
+   * with the bar lines of the rhythm stage (``downbeats``; the pipeline
+     passes them, ``engine key --bars`` finds them), where a listener hears
+     resolution (:func:`bar_evidence`): the tonic triad's share of the chord
+     on bar one of every bar and of every 4-bar phrase, V at a bar's end
+     giving way to I on the next bar one (chords and bass), the leading
+     tone's presence, and the scale fit split so that which mode of a
+     shared scale is meant (C major / A minor / D dorian / G mixolydian) is
+     decided by those cues rather than by a fixed modal penalty. These use
+     :data:`GRID_EVIDENCE_WEIGHTS`.
 
    The weights were fitted as a conditional logit on real General-MIDI
    renders (bench/keybench/), so the winner's softmax share is a
@@ -69,6 +78,7 @@ __all__ = [
     "camelot_code", "open_key_code", "parse_camelot", "key_compatibility",
     "key_from_camelot", "key_scores", "track_key", "NO_CLEAR_KEY",
     "key_evidence", "scale_fit", "note_presence", "evidence_scores", "EVIDENCE_WEIGHTS",
+    "GRID_EVIDENCE_WEIGHTS", "BarChroma", "bar_chroma", "bar_evidence", "track_bars",
 ]
 
 #: The ``key`` string of an estimate that refuses to guess.
@@ -704,6 +714,28 @@ EVIDENCE_WEIGHTS = {
     "ending": 5.53,          # tonic triad's share of the last 4 s
 }
 
+#: Weights when the bar grid is known (:func:`track_key` with ``downbeats``;
+#: the pipeline passes the rhythm stage's bar lines). Fitted like
+#: :data:`EVIDENCE_WEIGHTS` (same dev split, started-late copies at total
+#: weight 0.15) with the bar lines the rhythm stage detects on each render
+#: (right tempo and bar phase on about 70% of them), weights constrained
+#: to be >= 0 (a cue can only speak for a key). Terms fitted at 0 are
+#: left out: the opening's 4 s (bar one and phrase starts took its place),
+#: the bass on every downbeat, and V->I at phrase boundaries alone.
+GRID_EVIDENCE_WEIGHTS = {
+    "profile": 8.79,         # Pearson correlation with the key profile (whole chroma)
+    "scale_plain": 4.54,     # minus the share of notes outside the major / minor scale
+    "scale_modal": 48.37,    # ... outside the better of it and mixolydian / dorian
+    "leading": 2.91,         # presence of the leading tone (minor: or the flat 7th)
+    "opening_chord": 4.01,   # tonic triad's share of the first second of music
+    "opening_bass": 2.02,    # tonic's share of the bass in the first second
+    "ending": 4.73,          # tonic triad's share of the last 4 s
+    "bar_one": 3.19,         # tonic triad's share of the chord on bar one, all bars
+    "phrase_one": 1.43,      # ... on the first bar of each 4-bar phrase
+    "cadence": 2.18,         # V at a bar's end giving way to I on the next bar one
+    "bass_cadence": 1.11,    # the bass moving from the key's fifth to its tonic over a bar line
+}
+
 
 def _shares(v) -> np.ndarray:
     """Non-negative shares summing to 1 (the vector's minimum is the floor)."""
@@ -731,6 +763,15 @@ def scale_fit(chroma_vector) -> np.ndarray:
     major = np.maximum(-out["ionian"], -out["mixolydian"] - MODAL_PENALTY)
     minor = np.maximum(-out["minor"], -out["dorian"] - MODAL_PENALTY)
     return np.concatenate([major, minor])
+
+
+def _scale_split(notes) -> dict[str, np.ndarray]:
+    """"scale_plain" and "scale_modal" fits of the 24 keys (see :func:`key_evidence`)."""
+    p = _shares(notes)
+    out = {name: -((1.0 - m) @ p) for name, m in _SETS.items()}
+    return {"scale_plain": np.concatenate([out["ionian"], out["minor"]]),
+            "scale_modal": np.concatenate([np.maximum(out["ionian"], out["mixolydian"]),
+                                           np.maximum(out["minor"], out["dorian"])])}
 
 
 def note_presence(values: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
@@ -781,8 +822,174 @@ def _edges(values: np.ndarray, bass: np.ndarray | None, activity: np.ndarray | N
     return out
 
 
+# --------------------------------------------------------------------------- bar grid
+
+#: Share of a bar, from its downbeat, whose frames are "the chord on bar one"
+#: (frame centres in [HEAD_START, HEAD_END) x bar length: the 0.74 s window
+#: of a frame centred earlier would still hear the previous bar).
+HEAD_START, HEAD_END = 0.12, 0.5
+#: Half the chroma window (seconds): frames are taken this far inside a bar's
+#: edges when the bar is long enough.
+WINDOW_HALF = 0.5 * CHROMA_N_FFT / CHROMA_SR
+#: ... and "the chord that ends the bar" (the one that resolves, or not, into
+#: the next bar's head).
+TAIL_START, TAIL_END = 0.62, 1.0
+#: Bars per phrase: phrase starts are every PHRASE_BARS bars counted from the
+#: first bar that holds music.
+PHRASE_BARS = 4
+
+#: (24, 12): the major dominant triad (V) of each key, and for minor keys
+#: also the natural-minor v.
+_DOMINANT = np.vstack([_rotations(np.roll(_MAJOR_TRIAD, 7))] * 2)
+_DOMINANT_MINOR = np.vstack([_rotations(np.roll(_MAJOR_TRIAD, 7)),
+                             _rotations(np.roll(_MINOR_TRIAD, 7))])
+
+
+@dataclass(frozen=True)
+class BarChroma:
+    """Chroma pooled on the bar grid: what sounds on bar one and at each bar's end.
+
+    Attributes
+    ----------
+    head, tail : ndarray, shape (12, B)
+        Mean chroma of the first half (after the downbeat) and of the last
+        third of each bar.
+    bass_head, bass_tail : ndarray, shape (12, B) or None
+        Bass-register chroma under each bar's head and tail.
+    weight : ndarray, shape (B,)
+        Tonal activity of each bar (0 for bars of drums or silence).
+    phrase : ndarray of bool, shape (B,)
+        True for bars that start a phrase (every :data:`PHRASE_BARS` bars
+        from the first bar with music).
+    """
+
+    head: np.ndarray
+    tail: np.ndarray
+    bass_head: np.ndarray | None
+    bass_tail: np.ndarray | None
+    weight: np.ndarray
+    phrase: np.ndarray
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.weight.size)
+
+
+def bar_chroma(values: np.ndarray, times: np.ndarray, downbeats, *, bass=None,
+               activity=None) -> BarChroma | None:
+    """Pool frames (12, T) at ``times`` on the bar grid given by ``downbeats`` (s).
+
+    Bars are the spans between consecutive downbeats (the last one lasts the
+    median bar). Returns None when fewer than two bars hold frames.
+    """
+    db = np.asarray(downbeats, np.float64).reshape(-1)
+    db = db[np.isfinite(db)]
+    if db.size < 2 or values.shape[1] == 0:
+        return None
+    db = np.sort(db)
+    bar_len = float(np.median(np.diff(db)))
+    if bar_len <= 0:
+        return None
+    ends = np.append(db[1:], db[-1] + bar_len)
+    lens = ends - db
+    T = values.shape[1]
+    act = np.ones(T) if activity is None else np.asarray(activity, np.float64).reshape(-1)
+
+    def pool(mat, a, b):
+        i0 = np.searchsorted(times, db + np.asarray(a) * lens)
+        i1 = np.maximum(np.searchsorted(times, db + np.asarray(b) * lens), i0 + 1)
+        ok = i0 < T
+        out = np.zeros((mat.shape[0], db.size))
+        cs = np.concatenate([np.zeros((mat.shape[0], 1)), np.cumsum(mat, axis=1)], axis=1)
+        i1c = np.minimum(i1, T)
+        out[:, ok] = (cs[:, i1c[ok]] - cs[:, i0[ok]]) / np.maximum(i1c[ok] - i0[ok], 1)
+        return out, ok
+
+    V = np.asarray(values, np.float64)
+    # keep each frame's window (WINDOW_HALF either side of its centre) inside its half of the bar
+    guard = np.minimum(WINDOW_HALF / lens, 0.25)
+    hs, te = np.maximum(HEAD_START, guard), np.maximum(1.0 - guard, TAIL_START + 0.05)
+    head, ok = pool(V, hs, HEAD_END)
+    tail, _ = pool(V, TAIL_START, te)
+    wbar, _ = pool(act[None, :], 0.0, 1.0)
+    weight = np.where(ok, wbar[0], 0.0)
+    bh = bt = None
+    if bass is not None:
+        bh = pool(np.asarray(bass, np.float64), hs, HEAD_END)[0]
+        bt = pool(np.asarray(bass, np.float64), TAIL_START, te)[0]
+    live = np.nonzero(weight > MIN_FRAME_ACTIVITY)[0]
+    if live.size < 2:
+        return None
+    first = int(live[0])
+    idx = np.arange(db.size)
+    phrase = (idx >= first) & ((idx - first) % PHRASE_BARS == 0)
+    return BarChroma(head=head, tail=tail, bass_head=bh, bass_tail=bt, weight=weight, phrase=phrase)
+
+
+def _row_shares(M: np.ndarray) -> np.ndarray:
+    """Column-wise :func:`_shares` of (12, B)."""
+    M = M - M.min(axis=0, keepdims=True)
+    tot = M.sum(axis=0, keepdims=True)
+    return np.where(tot > 0, M / np.where(tot > 0, tot, 1.0), 1.0 / 12)
+
+
+def _pair_mean(M: np.ndarray, w: np.ndarray) -> np.ndarray:
+    tot = float(w.sum())
+    return M @ w / tot if tot > 0 else np.zeros(M.shape[0])
+
+
+def bar_evidence(bars: BarChroma) -> dict[str, np.ndarray]:
+    """Evidence of the 24 keys from where a listener hears resolution (each (24,)).
+
+    "bar_one": the tonic triad's share of the chord on bar one, averaged
+    over all bars (weighted by their tonal activity); "phrase_one": the same
+    on the first bar of each phrase; "downbeat_bass": the tonic's share of
+    the bass on the downbeats; "cadence": how often a bar ending on the
+    key's dominant chord resolves into its tonic chord on the next bar one
+    (product of the two shares above chance, V->I across the bar line);
+    "phrase_cadence": the same across phrase boundaries only.
+    """
+    w = bars.weight
+    H, Tl = _row_shares(bars.head), _row_shares(bars.tail)
+    ton = _TRIADS @ H - 0.25                                        # (24, B)
+    dom = np.maximum(_DOMINANT @ Tl, _DOMINANT_MINOR @ Tl) - 0.25  # (24, B)
+
+    def avg(M, mask):
+        ww = w * mask
+        tot = float(ww.sum())
+        return M @ ww / tot if tot > 0 else np.zeros(24)
+
+    one = np.ones_like(w)
+    ev = {"bar_one": avg(ton, one), "phrase_one": avg(ton, bars.phrase.astype(np.float64))}
+    if bars.bass_head is not None:
+        B = _row_shares(bars.bass_head) - 1.0 / 12
+        ev["downbeat_bass"] = avg(np.vstack([B, B]), one)
+    # V at the end of bar b-1 giving way to I on bar one of bar b (a chord
+    # held across the bar line resolves nothing)
+    dom_head = np.maximum(_DOMINANT @ H, _DOMINANT_MINOR @ H) - 0.25
+    ton_tail = _TRIADS @ Tl - 0.25
+    res = (np.maximum(dom[:, :-1] - dom_head[:, 1:], 0.0)
+           * np.maximum(ton[:, 1:] - ton_tail[:, :-1], 0.0))
+    wpair = np.minimum(w[:-1], w[1:])
+    def pair_avg(mask):
+        ww = wpair * mask
+        tot = float(ww.sum())
+        return res @ ww / tot if tot > 0 else np.zeros(24)
+    ev["cadence"] = pair_avg(np.ones(res.shape[1]))
+    if bars.bass_head is not None and bars.bass_tail is not None:
+        bh = _row_shares(bars.bass_head) - 1.0 / 12
+        bt = _row_shares(bars.bass_tail) - 1.0 / 12
+        five = np.roll(bt, -7, axis=0)[:, :-1]          # row k: bass on k's fifth at the bar end
+        bres = np.maximum(five - np.roll(bh, -7, axis=0)[:, 1:], 0.0) * np.maximum(
+            bh[:, 1:] - bt[:, :-1], 0.0)
+        bass_res = _pair_mean(bres, wpair)
+        ev["bass_cadence"] = np.concatenate([bass_res, bass_res])
+    ev["phrase_cadence"] = pair_avg(bars.phrase[1:].astype(np.float64))
+    return ev
+
+
 def key_evidence(chroma_vector, edges: dict | None = None, *, presence=None,
-                 profile: str = DEFAULT_PROFILE) -> dict[str, np.ndarray]:
+                 profile: str = DEFAULT_PROFILE, bars: BarChroma | None = None) -> dict[str, np.ndarray]:
     """The evidence terms for all 24 keys (each shape (24,), index as :func:`key_scores`).
 
     Parameters
@@ -797,17 +1004,34 @@ def key_evidence(chroma_vector, edges: dict | None = None, *, presence=None,
         measured on which notes sound rather than on the mean chroma.
     profile : str
         Key profile for the "profile" term.
+    bars : BarChroma, optional
+        The material pooled on its bar grid (:func:`bar_chroma`): adds the
+        :func:`bar_evidence` terms.
 
     Returns
     -------
     dict
         "profile" (Krumhansl-Schmuckler correlation), "scale"
-        (:func:`scale_fit` of ``presence``, else of the mean chroma), and, when given, "opening_chord", "opening",
-        "ending" (tonic triad share) and "opening_bass" (tonic share in the
-        bass). :data:`EVIDENCE_WEIGHTS` combines them.
+        (:func:`scale_fit` of ``presence``, else of the mean chroma),
+        "scale_plain" / "scale_modal" (the same split: major / minor scale
+        alone, and the better of it and mixolydian / dorian, no penalty:
+        which of the modes sharing a scale is meant is left to where the
+        music resolves), "leading" (presence of the leading tone: B in C
+        major, B or B flat in C minor), and, when given, "opening_chord", "opening",
+        "ending" (tonic triad share), "opening_bass" (tonic share in the
+        bass) and the bar-grid terms. :data:`EVIDENCE_WEIGHTS` (no bar grid)
+        or :data:`GRID_EVIDENCE_WEIGHTS` combine them.
     """
-    ev = {"profile": key_scores(chroma_vector, profile),
-          "scale": scale_fit(chroma_vector if presence is None else presence)}
+    notes = chroma_vector if presence is None else presence
+    ev = {"profile": key_scores(chroma_vector, profile), "scale": scale_fit(notes)}
+    ev.update(_scale_split(notes))
+    pres = np.asarray(notes, np.float64).reshape(12)
+    if presence is None:
+        pres = _shares(pres) * 12 / 7
+    lead = pres[(np.arange(12) + 11) % 12]
+    ev["leading"] = np.concatenate([lead, np.maximum(lead, pres[(np.arange(12) + 10) % 12])])
+    if bars is not None:
+        ev.update(bar_evidence(bars))
     for name, vec in (edges or {}).items():
         if vec is None:
             continue
@@ -818,7 +1042,7 @@ def key_evidence(chroma_vector, edges: dict | None = None, *, presence=None,
 def estimate_key(chroma_values, *, tonal_share: float | None = None,
                  profile: str = DEFAULT_PROFILE, bass=None, activity=None,
                  frame_rate: float | None = None, prior=None, prior_scores=None,
-                 weights: dict | None = None) -> KeyEstimate:
+                 weights: dict | None = None, bars: BarChroma | None = None) -> KeyEstimate:
     """Key of a chroma (one vector or frames), weighing what a listener uses.
 
     The 24 keys are scored by a weighted sum of evidence terms
@@ -856,7 +1080,13 @@ def estimate_key(chroma_values, *, tonal_share: float | None = None,
         Added to the 24 evidence scores (log-odds): a track's verdict
         informing its loops (:func:`segment_keys`).
     weights : dict, optional
-        Overrides :data:`EVIDENCE_WEIGHTS` (benchmarks and ablations).
+        Overrides :data:`EVIDENCE_WEIGHTS` / :data:`GRID_EVIDENCE_WEIGHTS`
+        (benchmarks and ablations).
+    bars : BarChroma, optional
+        The same frames pooled on the bar grid (:func:`bar_chroma`): adds
+        where the music resolves (:func:`bar_evidence`: the chord and bass
+        on bar one and on phrase starts, V->I across bar lines) and switches
+        to :data:`GRID_EVIDENCE_WEIGHTS`.
 
     Returns
     -------
@@ -894,8 +1124,8 @@ def estimate_key(chroma_values, *, tonal_share: float | None = None,
         presence = note_presence(frames, act)
     else:
         presence = None
-    ev = key_evidence(v, edges, presence=presence, profile=profile)
-    w = EVIDENCE_WEIGHTS if weights is None else weights
+    ev = key_evidence(v, edges, presence=presence, profile=profile, bars=bars)
+    w = _weights(weights, bars)
     score = sum(w.get(name, 0.0) * term for name, term in ev.items())
     spread = _pitch_class_spread(v)
     if prior_scores is not None:
@@ -921,17 +1151,49 @@ def estimate_key(chroma_values, *, tonal_share: float | None = None,
                        margin=margin, tonal_share=tonal_share, runner_up=runner)
 
 
+def _weights(weights: dict | None, bars) -> dict:
+    if weights is not None:
+        return weights
+    return EVIDENCE_WEIGHTS if bars is None else GRID_EVIDENCE_WEIGHTS
+
+
+def track_bars(chroma: Chroma, downbeats, i0: int = 0, i1: int | None = None) -> BarChroma | None:
+    """:func:`bar_chroma` of frames ``i0:i1`` of a track on its detected bar lines.
+
+    ``downbeats`` are the bar-line times in seconds (:attr:`engine.rhythm.RhythmGrid.downbeats`);
+    only those inside the frames' span are used. None when ``downbeats`` is None
+    or fewer than two bars hold music.
+    """
+    if downbeats is None:
+        return None
+    i1 = chroma.n_frames if i1 is None else i1
+    if i1 <= i0:
+        return None
+    db = np.asarray(downbeats, np.float64).reshape(-1)
+    t = chroma.times[i0:i1]
+    db = db[(db >= t[0] - 0.5 / chroma.frame_rate) & (db < t[-1])]
+    return bar_chroma(chroma.values[:, i0:i1], t, db,
+                      bass=None if chroma.bass is None else chroma.bass[:, i0:i1],
+                      activity=_activity(chroma, i0, i1))
+
+
 def evidence_scores(chroma: Chroma, *, profile: str = DEFAULT_PROFILE,
-                    weights: dict | None = None) -> np.ndarray:
-    """(24,) weighted evidence scores (log-odds) of a whole track's keys."""
+                    weights: dict | None = None, downbeats=None) -> np.ndarray:
+    """(24,) weighted evidence scores (log-odds) of a whole track's keys.
+
+    With ``downbeats`` (bar-line times, s) the bar-grid terms count too
+    (:data:`GRID_EVIDENCE_WEIGHTS`).
+    """
     if chroma.n_frames == 0:
         return np.zeros(24)
     v = chroma.values.astype(np.float64)
     act = _activity(chroma)
     edges = _edges(v, None if chroma.bass is None else chroma.bass.astype(np.float64),
                    act, chroma.frame_rate)
-    ev = key_evidence(v.mean(axis=1), edges, presence=note_presence(v, act), profile=profile)
-    w = EVIDENCE_WEIGHTS if weights is None else weights
+    bars = track_bars(chroma, downbeats)
+    ev = key_evidence(v.mean(axis=1), edges, presence=note_presence(v, act), profile=profile,
+                      bars=bars)
+    w = _weights(weights, bars)
     return sum(w.get(name, 0.0) * term for name, term in ev.items())
 
 
@@ -940,7 +1202,7 @@ def _activity(chroma: Chroma, i0: int = 0, i1: int | None = None) -> np.ndarray:
 
 
 def segment_keys(chroma: Chroma, starts_sec, ends_sec, *, profile: str = DEFAULT_PROFILE,
-                 track_weight: float = 0.0) -> list[KeyEstimate]:
+                 track_weight: float = 0.0, downbeats=None) -> list[KeyEstimate]:
     """Key of each time span of a track's chroma (loop candidates).
 
     Each span is judged like a track (:func:`estimate_key`): its mean chroma,
@@ -966,6 +1228,9 @@ def segment_keys(chroma: Chroma, starts_sec, ends_sec, *, profile: str = DEFAULT
         to the span's scores. 0.5 (the pipeline's setting) lets a loop whose
         own material clearly says otherwise (a modulating section) keep its
         own key. Tonal share (and so "no clear key") stays the span's own.
+    downbeats : array_like, optional
+        The track's bar lines (s): each span (and the track prior) also
+        weighs the bar-grid evidence (:func:`bar_evidence`) of the bars inside it.
 
     Returns
     -------
@@ -979,7 +1244,8 @@ def segment_keys(chroma: Chroma, starts_sec, ends_sec, *, profile: str = DEFAULT
         raise ValueError("track_weight must be >= 0")
     use_prior = track_weight > 0 and chroma.n_frames > 0
     prior = track_weight * chroma.values.mean(axis=1, dtype=np.float64) if use_prior else None
-    prior_scores = (TRACK_SCORE_GAIN * track_weight * evidence_scores(chroma, profile=profile)
+    prior_scores = (TRACK_SCORE_GAIN * track_weight
+                    * evidence_scores(chroma, profile=profile, downbeats=downbeats)
                     if use_prior else None)
     out = []
     for s, e in zip(starts, ends):
@@ -991,18 +1257,24 @@ def segment_keys(chroma: Chroma, starts_sec, ends_sec, *, profile: str = DEFAULT
             chroma.values[:, i0:i1], tonal_share=chroma.tonal_share(i0, i1), profile=profile,
             bass=None if chroma.bass is None else chroma.bass[:, i0:i1],
             activity=_activity(chroma, i0, i1), frame_rate=chroma.frame_rate, prior=prior,
-            prior_scores=prior_scores))
+            prior_scores=prior_scores, bars=track_bars(chroma, downbeats, i0, i1)))
     return out
 
 
-def track_key(chroma: Chroma, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
-    """Key of a whole track from its :class:`Chroma` (all evidence terms)."""
+def track_key(chroma: Chroma, *, profile: str = DEFAULT_PROFILE, downbeats=None) -> KeyEstimate:
+    """Key of a whole track from its :class:`Chroma` (all evidence terms).
+
+    ``downbeats``: the track's bar lines in seconds (the rhythm stage's
+    :attr:`~engine.rhythm.RhythmGrid.downbeats`); with them the chord and
+    bass on bar one, on phrase starts and across bar lines count as well
+    (:func:`bar_evidence`, :data:`GRID_EVIDENCE_WEIGHTS`).
+    """
     return estimate_key(chroma.values, tonal_share=chroma.tonal_share(), profile=profile,
                         bass=chroma.bass, activity=_activity(chroma),
-                        frame_rate=chroma.frame_rate)
+                        frame_rate=chroma.frame_rate, bars=track_bars(chroma, downbeats))
 
 
-def key_of_audio(y, sr: int, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
+def key_of_audio(y, sr: int, *, profile: str = DEFAULT_PROFILE, downbeats=None) -> KeyEstimate:
     """Key of a mono signal: :func:`track_chroma` then :func:`estimate_key`.
 
     Parameters
@@ -1013,6 +1285,9 @@ def key_of_audio(y, sr: int, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
         Sample rate.
     profile : str
         Key profile name.
+    downbeats : array_like, optional
+        Bar-line times in seconds (e.g. from :func:`engine.rhythm.analyse_rhythm`):
+        adds the bar-grid evidence (see :func:`track_key`).
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2:                      # (n, channels) -> mono
@@ -1020,4 +1295,4 @@ def key_of_audio(y, sr: int, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
     # A whole-track key needs no fine time grid: one frame every ~93 ms (the
     # window is 0.74 s, so frames still overlap 8x) costs a quarter of hop 512.
     ch = track_chroma(y, sr, hop_length=max(1, int(round(sr * KEY_HOP_SECONDS))))
-    return track_key(ch, profile=profile)
+    return track_key(ch, profile=profile, downbeats=downbeats)

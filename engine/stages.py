@@ -117,15 +117,19 @@ def key(state: AnalysisState) -> None:
     The chroma is computed once per track (:func:`engine.key.track_chroma`)
     and sliced per candidate; short loops often hold a single chord, so each
     segment's estimate leans half-way on the track's key (2-bar loops: 0.68
-    -> 0.92 exact on bench_key's set).
+    -> 0.92 exact on bench_key's set). The rhythm stage's bar lines tell the
+    key where bar one and the phrase starts are (the chord and bass heard
+    there, V->I over bar lines: :func:`engine.key.bar_evidence`).
     """
     from . import key as keymod
 
     cands = state.candidates
+    downbeats = None if state.grid is None else state.grid.downbeats
     chroma = keymod.track_chroma(state.y, state.cfg.sr)
-    est = keymod.track_key(chroma)
+    est = keymod.track_key(chroma, downbeats=downbeats)
     seg = keymod.segment_keys(chroma, cands["start_time"].to_numpy(),
-                              cands["end_time"].to_numpy(), track_weight=0.5)
+                              cands["end_time"].to_numpy(), track_weight=0.5,
+                              downbeats=downbeats)
     state.columns.append(pd.DataFrame(
         {"key": [s.key for s in seg], "camelot": [s.camelot for s in seg],
          "key_confidence": [round(float(s.confidence), 3) for s in seg]}, index=cands.index))

@@ -13,6 +13,10 @@ def add_arguments(p):
     p.add_argument("--sr", type=int, default=22050, help="analysis sample rate")
     p.add_argument("--profile", default=None,
                    help="key profile: albrecht (default), krumhansl, temperley, temperley99, aarden")
+    p.add_argument("--bars", action="store_true",
+                   help="detect beats and bar lines first (as extract does) and weigh the chord "
+                        "and bass on bar one, phrase starts and cadences; slower (about 1.5 s "
+                        "per 4-minute track instead of 0.1 s)")
     p.add_argument("--out_csv", default=None,
                    help="also write the table to this CSV file")
 
@@ -49,7 +53,13 @@ def run(args) -> int:
             rows.append({"file": str(f), "key": "", "camelot": "", "open_key": "",
                          "confidence": "", "error": str(exc)})
             continue
-        k = key_of_audio(y, args.sr, profile=profile)
+        downbeats = None
+        if args.bars:
+            try:
+                downbeats = _downbeats(y, args.sr, f)
+            except LoopLabError as exc:          # too short / no beat: key without the grid
+                print(f"{f.name}: no bar grid ({exc}); key from the whole chroma", file=sys.stderr)
+        k = key_of_audio(y, args.sr, profile=profile, downbeats=downbeats)
         print(f"{f.name:<{width}}  {k.key:<12} {k.camelot or '-':>7} {k.open_key or '-':>8} "
               f"{k.confidence:>10.2f}")
         rows.append({"file": str(f), "key": k.key, "camelot": k.camelot or "",
@@ -65,3 +75,16 @@ def run(args) -> int:
     if failed == len(files):
         return 2
     return 1 if failed else 0
+
+
+def _downbeats(y, sr: int, path):
+    """Bar lines of a mono signal, found as the extract pipeline finds them."""
+    from ..config import AnalysisConfig
+    from ..features import compute_track_features
+    from ..rhythm import analyse_rhythm
+
+    cfg = AnalysisConfig(sr=sr)
+    frames, onsets = compute_track_features(y, sr, cfg)
+    grid = analyse_rhythm(y, sr, cfg, onsets=onsets, chroma=frames.chroma, chroma_fps=frames.fps,
+                          path=str(path))
+    return grid.downbeats

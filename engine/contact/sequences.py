@@ -197,7 +197,7 @@ def compute_sequences(paths, params: SequenceParams = SequenceParams(), *,
     AnalysisError
         Fewer than ``min_files`` usable files (the message lists failures).
     """
-    from ..audio import content_hash
+    from ..audio import hash_files
     from ..cache import DiskCache
 
     progress = progress or noop_progress
@@ -205,13 +205,10 @@ def compute_sequences(paths, params: SequenceParams = SequenceParams(), *,
     total = len(paths)
     cache = DiskCache(Path(cache_dir) / "contact", enabled=use_cache)
     results: list = [None] * total
-    failures: dict = {}
+    hashes, failures = hash_files(paths)
     todo = []
-    for k, p in enumerate(paths):
-        try:
-            h = content_hash(p)
-        except OSError as exc:
-            failures[k] = f"cannot read file ({exc.strerror or exc})"
+    for k, (p, h) in enumerate(zip(paths, hashes)):
+        if h is None:
             continue
         hit = cache.get(_seq_cache_key(h, params, estimate_bpm, estimate_key))
         if hit is not None:

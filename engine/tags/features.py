@@ -473,7 +473,7 @@ def compute_features(paths, params: FeatureParams = FeatureParams(), *,
     progress : callable, optional
         ``progress(done, total, message)``.
     """
-    from ..audio import content_hash
+    from ..audio import hash_files
     from ..cache import DiskCache
 
     progress = progress or _noop
@@ -481,16 +481,12 @@ def compute_features(paths, params: FeatureParams = FeatureParams(), *,
     total = len(paths)
     cache = DiskCache(Path(cache_dir) / "tags", enabled=use_cache)
     results: list = [None] * total
-    hashes: list = [None] * total
-    failures: dict = {}
+    hashes, failures = hash_files(paths)
+    failures = {k: f"{Path(paths[k]).name}: {msg}" for k, msg in failures.items()}
     todo = []
-    for k, p in enumerate(paths):
-        try:
-            h = content_hash(p)
-        except OSError as exc:
-            failures[k] = f"{Path(p).name}: cannot read file ({exc.strerror or exc})"
+    for k, (p, h) in enumerate(zip(paths, hashes)):
+        if h is None:
             continue
-        hashes[k] = h
         hit = cache.get(_cache_key(h, params))
         if hit is not None:
             results[k] = hit
