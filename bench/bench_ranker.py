@@ -16,6 +16,7 @@ LMMS (DAW) renders.
 
     python bench/bench_ranker.py [--n_synth 30] [--realbench /tmp/looplab-devset]
            [--model engine/models/loop_ranker.ubj] [--json out.json]
+    python bench/bench_ranker.py --n_synth 0 --realbench /tmp/looplab-holdout --all_tracks
 """
 from __future__ import annotations
 
@@ -106,6 +107,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache_dir", default="/tmp/bench-ranker-cache",
                     help="analysis cache for the engine-grid runs")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--all_tracks", action="store_true",
+                    help="use every track of --realbench (a set the model never saw, e.g. the "
+                         "second real set /tmp/looplab-holdout), not only the held-out list")
     args = ap.parse_args(argv)
 
     scorer = LoopScorer.load(args.model)
@@ -116,19 +120,23 @@ def main(argv=None) -> int:
     report = {"model": scorer.path}
     with tempfile.TemporaryDirectory(prefix="bench-ranker-") as tmp:
         t0 = time.perf_counter()
-        sets = {f"generated ({args.n_synth} held-out tracks)": synth_rows(args.n_synth, Path(tmp), cache)}
-        print(f"generated tracks built and analysed in {time.perf_counter() - t0:.0f} s")
+        sets = {}
+        if args.n_synth > 0:
+            sets[f"generated ({args.n_synth} held-out tracks)"] = synth_rows(args.n_synth, Path(tmp), cache)
+            print(f"generated tracks built and analysed in {time.perf_counter() - t0:.0f} s")
     gt = Path(args.realbench) / "gt"
     if (gt / "manifest.csv").is_file() or any(gt.glob("*.json")):
-        ids = [i for i in HELD_OUT_REALBENCH if i not in trained_on]
-        leaked = sorted(set(HELD_OUT_REALBENCH) & trained_on)
+        pool = ([src.track_id for src in realbench_sources(args.realbench)] if args.all_tracks
+                else list(HELD_OUT_REALBENCH))
+        ids = [i for i in pool if i not in trained_on]
+        leaked = sorted(set(pool) & trained_on)
         if leaked:
             print(f"note: the model was trained on {leaked}; they are left out here")
         t0 = time.perf_counter()
         rb = realbench_rows(args.realbench, ids, cache)
         print(f"realbench held-out tracks ({', '.join(ids)}) analysed in "
               f"{time.perf_counter() - t0:.0f} s")
-        sets["realbench held-out"] = rb
+        sets["realbench " + ("(every track)" if args.all_tracks else "held-out")] = rb
     else:
         print(f"(no realbench set at {args.realbench}: generated tracks only)")
 

@@ -17,12 +17,13 @@ Prints
 4. baselines measured in this run: the seed's feature pass (decode twice,
    full-resolution librosa HPSS twice) and its pure-Python O(n^2 L) split,
    against ours;
-5. with the dev set built (/tmp/looplab-devset): roles on loops cut from the
-   MMA renders on their ground-truth downbeats (truth from the MIDI tracks),
-   for the 200-loop synth-only head and leave-songs-out (3 folds): generated
-   loops + the other songs' full mixes, and (when the default-model build
-   left them) the other songs' part renders + full mixes, against the
-   majority baseline.
+5. with the dev set built (/tmp/looplab-devset): roles on loops cut from its
+   MMA, LMMS and Hydrogen renders on their ground-truth downbeats (truth from
+   the MIDI tracks and projects), per label next to the majority baseline:
+   the shipped recipe under 5-fold song-grouped CV (3 fold seeds), two
+   alternatives, the 200-loop synth-only head; and, when the second real set
+   is built (/tmp/looplab-holdout), the SHIPPED model on its loops (never
+   trained on), overall and per source kind.
 """
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 warnings.filterwarnings("ignore")
 
+from engine.config import DEFAULT_CACHE_DIR  # noqa: E402
 from engine.tags.classify import classify_files  # noqa: E402
 from engine.tags.features import compute_features, signal_features  # noqa: E402
 from engine.tags.labels_audio import audio_tags, excluded_features  # noqa: E402
 from engine.tags.model import TrainConfig, _f1, train_multilabel  # noqa: E402
-from engine.tags.roles import (ROLES, make_realbench_role_loops,  # noqa: E402
+from engine.tags.roles import (ROLES,  # noqa: E402
                                make_synth_role_loops, read_roles_csv)
 from engine.tags.split import iterative_split  # noqa: E402
 from engine.tags.train import train_tags  # noqa: E402
@@ -50,8 +52,13 @@ from engine.tags.truth import agreement, audio_truth_loops  # noqa: E402
 
 DEVSET = Path(os.environ.get("LOOPLAB_DEVSET", "/tmp/looplab-devset"))
 DEVSET_WORK = Path(os.environ.get("LOOPLAB_DEVSET_WORK", "/tmp/looplab-devset-work"))
-#: MMA part renders (FluidSynth; written by python -m engine.tags.build_default).
-PART_RENDERS = Path(os.environ.get("LOOPLAB_ROLES_PARTS", "/tmp/looplab-roles-build/mma"))
+#: Where python -m engine.tags.build_default keeps its loops (reused here).
+ROLES_WORK = Path(os.environ.get("LOOPLAB_ROLES_WORK", "/tmp/looplab-roles-build"))
+#: Feature cache for the real loops (stable files; default: the project cache).
+REAL_CACHE = Path(os.environ.get("LOOPLAB_TAGS_CACHE", str(DEFAULT_CACHE_DIR)))
+#: The second real set (other songs); evaluated, never trained on.
+HOLDOUT = Path(os.environ.get("LOOPLAB_HOLDOUT", "/tmp/looplab-holdout"))
+HOLDOUT_WORK = Path(os.environ.get("LOOPLAB_HOLDOUT_WORK", "/tmp/looplab-holdout-work"))
 
 
 def role_scores(pred_tags, files, truth) -> tuple[dict, float, float]:
@@ -120,6 +127,88 @@ def seed_feature_pass(path):
         librosa.effects.hpss(y)
         librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
         librosa.beat.beat_track(y=y, sr=sr)
+
+
+def print_report(title, rep):
+    """Per-label F1 next to the majority baseline (:func:`engine.tags.songcv.role_report`)."""
+    print(f"\n{title}")
+    print(f"  {'role':<11}{'support':>8}{'prev':>6}{'F1':>7}{'major':>7}{'pred':>6}")
+    for r, v in rep["per_label"].items():
+        print(f"  {r:<11}{v['support']:>8}{v['prevalence']:>6.2f}{v['f1']:>7.3f}"
+              f"{v['majority_f1']:>7.3f}{v['predicted_rate']:>6.2f}")
+    print(f"  macro-F1 over {len(rep['labels_scored'])} roles present ({rep['n']} loops): "
+          f"{rep['macro_f1']:.3f}  majority baseline {rep['majority_macro_f1']:.3f}  "
+          f"({'beats' if rep['macro_f1'] > rep['majority_macro_f1'] else 'does NOT beat'} it)")
+
+
+def realbench_roles(synth_bundle, cache) -> None:
+    """[5] realbench roles: grouped-by-song CV of the shipped recipe on the dev
+    set, the synth-only head on the dev set, and the shipped model on the
+    second real set (never trained on) when it is built."""
+    from engine.tags.build_default import RECIPE, training_table
+    from engine.tags.classify import DEFAULT_ROLES_MODEL
+    from engine.tags.model import load_bundle
+    from engine.tags.songcv import (MixConfig, decide, evaluate_mix, label_matrix,
+                                    role_report)
+
+    t = time.perf_counter()
+    X, tags, kind, song, _ = training_table(ROLES_WORK, DEVSET, DEVSET_WORK, cache_dir=cache,
+                                            n_jobs=2)
+    mix = MixConfig(synth_share=RECIPE["synth_share"], use_parts=RECIPE["use_parts"],
+                    learner=RECIPE["learner"], lr_c=RECIPE["lr_c"], folds=RECIPE["folds"],
+                    seed=RECIPE["fold_seed"], calibrate_on=RECIPE["calibrate_on"])
+    print(f"\n[5] realbench roles (truth: MMA MIDI tracks, LMMS projects, Hydrogen songs; "
+          f"{int(np.sum(kind == 'full'))} dev-set loops from {len(set(song[kind == 'full']))} "
+          f"songs; table {time.perf_counter() - t:.1f} s)")
+    for seed in (RECIPE["fold_seed"], 1, 2):
+        m = MixConfig(**{**mix.__dict__, "seed": seed})
+        rep = evaluate_mix(X, tags, kind, song, m)
+        if seed == RECIPE["fold_seed"]:
+            print_report(f"    shipped recipe, dev set, {m.folds}-fold grouped by song "
+                         "(held-out songs; thresholds from the other folds):", rep)
+        else:
+            print(f"    other fold seed {seed}: macro-F1 {rep['macro_f1']:.3f} vs majority "
+                  f"{rep['majority_macro_f1']:.3f}")
+    for what, m in (("real only (no generated loops)", MixConfig(**{**mix.__dict__,
+                                                                   "synth_share": 0.0})),
+                    ("random forest instead of logistic regression",
+                     MixConfig(**{**mix.__dict__, "learner": "rf", "min_samples_leaf": 8}))):
+        rep = evaluate_mix(X, tags, kind, song, m)
+        print(f"    alternative, {what}: macro-F1 {rep['macro_f1']:.3f} vs majority "
+              f"{rep['majority_macro_f1']:.3f}")
+    full = kind == "full"
+    Xf = X[full]
+    Yf = label_matrix([t_ for t_, k in zip(tags, full) if k], synth_bundle["classes"])
+    P = decide(synth_bundle["model"].predict_proba(Xf), synth_bundle["classes"],
+               synth_bundle["thresholds"])
+    print_report("    head trained on the 200 generated loops only, dev-set loops:",
+                 role_report(Yf, P, synth_bundle["classes"]))
+    if not (HOLDOUT / "READY").is_file():
+        print(f"\n    second real set not built ({HOLDOUT}/READY missing): skipped")
+        return
+    from engine.tags.features import compute_features
+    from engine.tags.roles import make_realbench_role_loops
+
+    shipped = load_bundle(DEFAULT_ROLES_MODEL)
+    ho_dir = ROLES_WORK / "holdout"
+    if not (ho_dir / "roles.csv").is_file():
+        make_realbench_role_loops(HOLDOUT, HOLDOUT_WORK, ho_dir,
+                                  per_track=RECIPE["realbench_loops_per_track"],
+                                  seed=RECIPE["realbench_seed"])
+    truth = read_roles_csv(ho_dir / "roles.csv")
+    fr = compute_features(sorted(truth), cache_dir=cache, n_jobs=2).frame
+    classes = shipped["classes"]
+    Y = label_matrix([truth[str(Path(f).resolve())] for f in fr["file"]], classes)
+    P = decide(shipped["model"].predict_proba(fr), classes, shipped["thresholds"])
+    print_report(f"    SHIPPED model on the second real set ({HOLDOUT}; other songs, never "
+                 "trained on):", role_report(Y, P, classes))
+    from engine.tags.roles import song_of
+
+    kinds = np.array([song_of(f).split("_")[0] for f in fr["file"]])
+    for k in sorted(set(kinds)):
+        r = role_report(Y[kinds == k], P[kinds == k], classes)
+        print(f"      {k:<5} {r['n']:>4} loops: macro-F1 {r['macro_f1']:.3f} vs majority "
+              f"{r['majority_macro_f1']:.3f}")
 
 
 def main() -> int:
@@ -207,51 +296,8 @@ def main() -> int:
               f"{tv * 1000:.1f} ms ({ts / tv:.0f}x)")
 
     # 5 --------------------------------------------------------------- realbench roles
-    if (DEVSET / "gt" / "manifest.csv").is_file() and (DEVSET_WORK / "mma").is_dir():
-        rb_csv = make_realbench_role_loops(DEVSET, DEVSET_WORK, tmp / "realbench",
-                                           per_track=12)
-        rb_truth = read_roles_csv(rb_csv)
-        rb_files = sorted(rb_truth)
-        df_rb, _ = classify_files(rb_files, res.bundle, cache_dir=cache, n_jobs=2)
-        per, macro, base = role_scores(df_rb["predicted_tags"], df_rb["file"], rb_truth)
-        print_roles(f"[5] realbench MMA full-mix loops ({len(df_rb)}), head trained on the 200 "
-                    "generated loops only:", per, macro, base)
-        # leave-songs-out: 3 folds; train on the 200 generated loops + the other songs' loops
-        from engine.tags.roles import song_of
-
-        import pandas as pd
-
-        rb_frame = compute_features(rb_files, cache_dir=cache, n_jobs=2).frame
-        syn = compute_features(sorted(read_roles_csv(train_csv)), cache_dir=cache,
-                               n_jobs=2).frame
-        syn_truth = read_roles_csv(train_csv)
-        songs = sorted({song_of(f) for f in rb_frame["file"]})
-        np.random.default_rng(0).shuffle(songs)
-        from engine.tags.classify import head_columns
-
-        parts_csv = PART_RENDERS / "roles.csv"
-        variants = [("the 200 generated loops + the other songs' full mixes", syn, syn_truth)]
-        if parts_csv.is_file():      # python -m engine.tags.build_default leaves them here
-            pr_truth = read_roles_csv(parts_csv)
-            pr = compute_features(sorted(pr_truth), cache_dir=cache, n_jobs=2).frame
-            variants.append(("the other songs' part renders + full mixes (no generated loops)",
-                             pr, pr_truth))
-        for what, extra, extra_truth in variants:
-            preds, files_out = [], []
-            for k in range(3):
-                held = set(songs[k::3])
-                tr = rb_frame[[song_of(f) not in held for f in rb_frame["file"]]]
-                te = rb_frame[[song_of(f) in held for f in rb_frame["file"]]]
-                ex = extra[[song_of(f).split("__")[0] not in held for f in extra["file"]]]
-                X = pd.concat([ex, tr], ignore_index=True)
-                T = ([extra_truth[str(Path(f).resolve())] for f in ex["file"]]
-                     + [rb_truth[str(Path(f).resolve())] for f in tr["file"]])
-                fold = train_multilabel(X, T, label_source="roles",
-                                        cfg=TrainConfig(min_tag_count=3, n_estimators=300))
-                preds += list(head_columns(fold.bundle, te)["predicted_tags"])
-                files_out += list(te["file"])
-            per, macro, base = role_scores(preds, files_out, rb_truth)
-            print_roles(f"    leave-songs-out (3 folds; trained on {what}):", per, macro, base)
+    if (DEVSET / "gt" / "manifest.csv").is_file():
+        realbench_roles(res.bundle, REAL_CACHE)
     else:
         print("\n[5] realbench not built: skipped")
     return 0

@@ -58,6 +58,9 @@ def truth_from_synth_json(path, track_id: str) -> LoopTruth:
     gt = SimpleNamespace(downbeats=db, beats_per_bar=int(d["beats_per_bar"]), bpm=float(d["bpm"]),
                          key=d.get("key"), harmonic_period=int(d.get("harmonic_period", 4)),
                          section_instruments=[tuple(x) for x in d.get("section_instruments", [])],
+                         section_patterns=list(d.get("section_patterns", [])),
+                         bar_instruments=[tuple(x) for x in d.get("bar_instruments", [])],
+                         bar_chords=[(int(c[0]), tuple(c[1])) for c in d.get("bar_chords", [])],
                          bar_sections=lambda: np.repeat(np.arange(len(lengths)), lengths)[:len(db)])
     return truth_from_synth(gt, track_id)
 

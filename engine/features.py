@@ -7,8 +7,11 @@ the track is processed in blocks, so a 60-minute mix stays within a few
 hundred MB), and each candidate's features are means and shapes of slices.
 
 Per-candidate features (:func:`candidate_features`) keep the seed's 20 names
-and add seam and repetition features; see :data:`engine.schema.SEED_FEATURES` and
-:data:`engine.schema.SEAM_FEATURES`. Differences from the seed, on purpose:
+and add seam, repetition, arrangement and phrase features; see
+:data:`engine.schema.SEED_FEATURES`, :data:`engine.schema.SEAM_FEATURES`,
+:data:`engine.schema.SECTION_FEATURES` and :data:`engine.schema.PHRASE_FEATURES` (bar
+similarity at the loop's length vs 1 bar, the bars after the end vs its start, the local
+and track repetition period: :class:`_BarLags`). Differences from the seed, on purpose:
 
 * drum cues use the track's beat grid (candidates start on a downbeat), and
   are averaged over every bar of the loop instead of read at frame 0 only;
@@ -242,6 +245,80 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb)) if na > 1e-12 and nb > 1e-12 else 0.0
 
 
+#: Longest repetition period looked for (bars).
+MAX_PERIOD_BARS = 8
+
+
+def _rowwise_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    ok = (na > 1e-12) & (nb > 1e-12)
+    out = np.zeros(len(a))
+    out[ok] = (a[ok] * b[ok]).sum(axis=1) / (na[ok] * nb[ok])
+    return out
+
+
+class _BarLags:
+    """Similarity of every bar to the bars 1..``max_lag`` later, on bar lines
+    ``phase + k * bar_len`` (frames) tiled over the whole track.
+
+    Bar similarity: 0.5 chroma cosine + 0.25 onset-pattern cosine (16 steps)
+    + 0.25 exp(-log-mel distance / ``jump_scale``). ``S[k, p]`` is bar ``k`` vs
+    bar ``k + p`` (NaN past the end).
+    """
+
+    def __init__(self, feats: TrackFeatures, env: np.ndarray, phase: int, bar_len: int,
+                 max_lag: int, jump_scale: float):
+        K = max(0, (feats.n_frames - phase) // bar_len)
+        self.K = K
+        self.S = np.full((K, max_lag + 1), np.nan)
+        if K < 2:
+            return
+        z = phase + K * bar_len
+        chroma = feats.chroma[:, phase:z].reshape(12, K, bar_len).mean(axis=2).T
+        mel = feats.mel[:, phase:z].reshape(feats.mel.shape[0], K, bar_len).mean(axis=2).T
+        e = np.asarray(env[phase:z], float)
+        if e.size < z - phase:
+            e = np.pad(e, (0, z - phase - e.size))
+        e = e.reshape(K, bar_len)
+        steps = np.array_split(np.arange(bar_len), min(16, bar_len))
+        pattern = np.stack([e[:, st].mean(axis=1) for st in steps], axis=1)
+        for p in range(1, min(max_lag, K - 1) + 1):
+            a, b = slice(0, K - p), slice(p, K)
+            mel_d = np.linalg.norm(mel[a] - mel[b], axis=1) / np.sqrt(mel.shape[1])
+            self.S[: K - p, p] = (0.5 * _rowwise_cos(chroma[a], chroma[b])
+                                  + 0.25 * _rowwise_cos(pattern[a], pattern[b])
+                                  + 0.25 * np.exp(-mel_d / jump_scale))
+
+    def mean(self, k0: int, k1: int, lag: int) -> float:
+        """Mean similarity at ``lag`` of bars ``k0 .. k1-1`` (NaN if none)."""
+        k0, k1 = max(0, k0), min(self.K, k1)
+        if k1 <= k0 or lag >= self.S.shape[1] or lag < 1:
+            return float("nan")
+        v = self.S[k0:k1, lag]
+        v = v[np.isfinite(v)]
+        return float(v.mean()) if v.size else float("nan")
+
+    def period(self, k0: int, k1: int, max_lag: int = MAX_PERIOD_BARS,
+               margin: float = 0.01) -> tuple[int, np.ndarray]:
+        """The repetition period of bars ``k0 .. k1-1`` and the lag profile (index = lag).
+
+        The profile is the mean similarity at each lag 1..``max_lag``. A period
+        ``p`` scores the mean at its multiples minus the mean at the other lags
+        (music that drifts is always most alike at lag 1; a 4-bar cycle stands
+        out at lags 4 and 8); the best score wins if it exceeds ``margin``,
+        else the period is 1 bar.
+        """
+        prof = np.array([np.nan] + [self.mean(k0, k1, p) for p in range(1, max_lag + 1)])
+        best, best_score = 1, margin
+        for p in range(2, max_lag + 1):
+            on = prof[p::p]
+            off = np.array([prof[j] for j in range(1, max_lag + 1) if j % p])
+            on, off = on[np.isfinite(on)], off[np.isfinite(off)]
+            if on.size and off.size and on.mean() - off.mean() > best_score:
+                best, best_score = p, float(on.mean() - off.mean())
+        return best, prof
+
+
 def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.DataFrame,
                        beat_period: float) -> pd.DataFrame:
     """Features of every candidate, computed by slicing the track's frames.
@@ -319,6 +396,37 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
     else:
         jump_scale = 0.0
     jump_scale = max(jump_scale, 0.02)
+
+    lag_memo: dict = {}
+    max_lag = max([MAX_PERIOD_BARS] + [int(b) for b in candidates["bars"]]) if len(candidates) \
+        else MAX_PERIOD_BARS
+    track_period_memo: dict = {}
+
+    def phrase_feats(f0: int, n_bars: int, bar_len: int) -> dict:
+        """Phrase features of the loop of ``n_bars`` bars from frame ``f0``."""
+        phase, k0 = f0 % bar_len, f0 // bar_len
+        key = (phase, bar_len)
+        if key not in lag_memo:
+            lag_memo[key] = _BarLags(feats, env, phase, bar_len, max_lag, jump_scale)
+        L = lag_memo[key]
+        if key not in track_period_memo:
+            track_period_memo[key] = L.period(0, L.K)[0]
+        n, m = n_bars, max(1, n_bars // 2)
+        after = L.mean(k0, k0 + m, n) if k0 + n + m <= L.K else float("nan")
+        pre = L.mean(k0 - m, k0, n) if k0 - m >= 0 else float("nan")
+        ret = after if np.isfinite(after) else pre
+        lag_loop = L.mean(k0, k0 + n, n) if k0 + 2 * n <= L.K else L.mean(k0 - n, k0, n)
+        lag1 = L.mean(k0 - 2, k0 + n + 1, 1)
+        per, prof = L.period(k0 - MAX_PERIOD_BARS, k0 + n + MAX_PERIOD_BARS)
+        shorter = prof[1:n] if n > 1 else np.array([])
+        shorter = shorter[np.isfinite(shorter)]
+        at_n = prof[n] if n < len(prof) else float("nan")
+        gain = (at_n - shorter.max()) if (shorter.size and np.isfinite(at_n)) else 0.0
+        out = {"seam_return_bars": ret, "seam_return_pre": pre, "loop_lag_sim": lag_loop,
+               "bar_lag1_sim": lag1, "lag_gain": lag_loop - lag1, "period_lag_gain": gain,
+               "local_period_bars": float(per), "track_period_bars": float(track_period_memo[key]),
+               "bars_over_period": n / float(per)}
+        return {k: (float(v) if np.isfinite(v) else 0.0) for k, v in out.items()}
 
     rows = []
     for _, c in candidates.iterrows():
@@ -420,6 +528,7 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
             "bar_rms_range_db": rms_range, "silent_bar_frac": silent,
             "start_jump_rel": float(sj), "end_jump_rel": float(ej),
             "inside_vs_edges": float(mj / jump_scale / (max(sj, ej) + 1.0)),
+            **phrase_feats(f0, n_bars, bar_len),
         })
     out = pd.DataFrame(rows, index=candidates.index, columns=FEATURE_COLUMNS)
     return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)

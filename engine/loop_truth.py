@@ -1,21 +1,31 @@
 """Loop-quality labels from ground truth, never from the features.
 
 A candidate loop (start, end in seconds) is judged against what really is in
-the track: the true bar lines, the arrangement (which parts play in which bar)
-and where the music has content. A good loop (relevance 2)
+the track: the true bar lines, the arrangement (which parts play in which bar),
+what every bar holds note for note (``bar_pattern``: chords, drum pattern,
+parts) and where the music has content. A good loop (relevance 3)
 
 * starts on a true bar line and spans a whole number of true bars,
 * stays inside one arrangement section (the same parts play in every bar),
 * has content in every bar (no silent break, no fade-out tail),
-* starts on a phrase boundary (bar 1, 3, 5... of its section for 2-bar loops,
-  bar 1, 5, 9... for 4 bars and more), and
-* repeats seamlessly: its length is a whole number of the section's harmonic
-  cycle (a 2-bar loop cut from a 4-chord progression jumps back at the seam).
+* is a phrase: starts on a phrase boundary (bar 1, 3, 5... of its section for
+  2-bar loops, bar 1, 5, 9... for 4 bars and more) and is at least the
+  music's own period long (:func:`section_periods`; 2 bars for a one-bar
+  groove, 4 where the music never repeats exactly), and
+* repeats seamlessly: the bars after its end hold what its first bars hold
+  (:func:`continues_like_start`; a 1- or 2-bar loop cut from a 4-chord
+  progression jumps back at the seam). Without note-level truth: its length
+  is a whole number of the section's harmonic cycle.
+
+Note-level truth comes from the synth's arrangement and chords, an LMMS
+project's notes and beat/bassline clips per track, an MMA render's chord chart
+and groove period (its MIDI), a Hydrogen song's pattern sequence.
 
 Graded relevance: 3 for a good loop; 2 on the grid, whole bars, one section,
-content, but off-phrase or not seamless; 1 off the true grid (or not whole
-bars) but inside one section with content (what a shifted engine grid can
-still offer); 0 for everything else, in particular the negative types
+content, phrase-length, but off-phrase or not seamless; 1 shorter than a
+phrase (a 1-bar slice of a 4-bar progression), or off the true grid (or not
+whole bars) but inside one section with content (what a shifted engine grid
+can still offer); 0 for everything else, in particular the negative types
 loop-compatibility research uses, which :func:`training_windows` generates on
 purpose: shifted off the grid by a fraction of a beat or by whole beats, a
 non-whole number of bars, crossing a section change, mostly silent, cut
@@ -42,6 +52,9 @@ import pandas as pd
 LMMS_CLIP_TAGS = ("pattern", "bbtco", "sampletco", "automationpattern")
 #: Relevance of a good loop (see :func:`label_windows`).
 GOOD = 3
+#: Version of the labelling rules (cached training rows are rebuilt when it changes):
+#: 2 = note-level phrase and seamless-repeat truth.
+LABEL_VERSION = 2
 #: LMMS counts 48 ticks per quarter note whatever the time signature.
 LMMS_TICKS_PER_QUARTER = 48
 
@@ -70,6 +83,11 @@ class LoopTruth:
         Whether the arrangement is known (False: one section assumed).
     source : str
         "synth", "lmms", "mma", "hydrogen", ...
+    bar_pattern : ndarray of int, optional
+        Note-level content id of every bar: two bars share an id when the same
+        parts play the same notes (chords, drum pattern) in them. Seamless
+        repetition and the section's own period are judged from it
+        (:func:`section_periods`); None: unknown, ``bar_period`` is used.
     """
 
     track_id: str
@@ -81,6 +99,7 @@ class LoopTruth:
     bar_period: np.ndarray
     has_sections: bool
     source: str
+    bar_pattern: np.ndarray | None = None
 
     @property
     def n_bars(self) -> int:
@@ -114,15 +133,37 @@ def truth_from_synth(gt, track_id: str = "synth", time_scale: float = 1.0) -> Lo
     db = np.asarray(gt.downbeats, float)
     bar = gt.beats_per_bar * 60.0 / gt.bpm
     lines = np.append(db, db[-1] + bar) * time_scale
-    sec = np.asarray(gt.bar_sections(), int)
-    instr = gt.section_instruments or [("drums", "bass", "chords")] * (int(sec.max()) + 1)
-    content = np.array([len(instr[s]) > 0 for s in sec], bool)
+    arr = np.asarray(gt.bar_sections(), int)
+    sec_instr = gt.section_instruments or [("drums", "bass", "chords")] * (int(arr.max()) + 1)
+    bar_instr = list(getattr(gt, "bar_instruments", None) or [])
+    parts = [tuple(bar_instr[b]) if b < len(bar_instr) else tuple(sec_instr[s])
+             for b, s in enumerate(arr)]
+    # a new section wherever the arrangement section or the set of playing parts changes
+    sec = np.zeros(len(arr), int)
+    for b in range(1, len(arr)):
+        sec[b] = sec[b - 1] + (arr[b] != arr[b - 1] or set(parts[b]) != set(parts[b - 1]))
+    content = np.array([len(p) > 0 for p in parts], bool)
     tonal = gt.key is not None
-    period = np.array([gt.harmonic_period if (tonal and ("bass" in instr[s] or "chords" in instr[s]))
-                       else 1 for s in sec], int)
+    harmonic = [tonal and ("bass" in p or "chords" in p) for p in parts]
+    # note-level bar content: parts, drum pattern, chord (a crash on a section's
+    # first bar is an accent, not a different bar)
+    chords = list(getattr(gt, "bar_chords", None) or [])
+    pats = list(getattr(gt, "section_patterns", None) or [])
+    keys = []
+    for b, s in enumerate(arr):
+        drum = pats[s] if ("drums" in parts[b] and s < len(pats)) else None
+        if not harmonic[b]:
+            chord = None
+        elif b < len(chords):
+            chord = chords[b]
+        else:
+            chord = b % max(1, int(gt.harmonic_period))
+        keys.append((tuple(sorted(parts[b])), drum, chord))
+    pattern = pattern_ids(keys)
     return LoopTruth(track_id=track_id, downbeats=lines, beats_per_bar=int(gt.beats_per_bar),
-                     bar_section=sec, bar_content=content, phrase_bars=4, bar_period=period,
-                     has_sections=True, source="synth")
+                     bar_section=sec, bar_content=content, phrase_bars=4,
+                     bar_period=section_periods(pattern, sec), has_sections=True, source="synth",
+                     bar_pattern=pattern)
 
 
 # --------------------------------------------------------------------------- LMMS arrangement
@@ -243,14 +284,245 @@ def sections_from_activity(activity) -> np.ndarray:
     return sec
 
 
+# --------------------------------------------------------------------------- note-level bar content
+
+def pattern_ids(keys) -> np.ndarray:
+    """Integer id per bar from hashable bar-content keys (equal keys, equal ids)."""
+    seen: dict = {}
+    return np.array([seen.setdefault(k, len(seen)) for k in keys], int)
+
+
+def lmms_bar_patterns(project, n_bars: int, *, beats_per_bar: int = 4, repeats: int = 1) -> list:
+    """What every bar of an LMMS render holds, note for note.
+
+    A bar's key lists, for every unmuted song-editor track, the notes starting
+    in it (key, position in the bar, length) for instrument patterns; the
+    beat/bassline clip and where in its pattern the bar falls for beat/bassline
+    tracks; the sample and which of its bars for sample clips. Two bars with
+    equal keys sound alike (automation aside). ``repeats`` as in
+    :func:`lmms_bar_activity`.
+    """
+    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
+    tc = root.find("song/trackcontainer")
+    if tc is None:
+        raise ValueError("LMMS project has no song track container")
+    tracks = tc.findall("track")
+    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
+    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
+    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
+    one_pass = int(math.ceil(end / 192.0)) * 192
+    # beat/bassline length (ticks) per bb index: its longest pattern with notes
+    bb_len: dict = {}
+    for btr in root.iter("bbtrack"):
+        inner = btr.find("trackcontainer")
+        if inner is None:
+            continue
+        for itr in inner.findall("track"):
+            if _muted(itr) or itr.get("type") == "5":
+                continue
+            for idx, pat in enumerate(itr.findall("pattern")):
+                if pat.find("note") is not None:
+                    steps = int(pat.get("steps", "16") or 16)
+                    bb_len[idx] = max(bb_len.get(idx, 0), steps * 12)
+    bars = [set() for _ in range(n_bars)]
+    bb_index = 0
+    for tid, tr in enumerate(tracks):
+        ttype = tr.get("type")
+        if ttype == "1":
+            this_bb = bb_index
+            bb_index += 1
+        if _muted(tr) or ttype not in ("0", "1", "2"):
+            continue
+        for e in tr:
+            if e.get("pos") is None or _muted(e):
+                continue
+            pos = int(e.get("pos"))
+            for rep in range(max(1, repeats)):
+                p0 = pos + rep * one_pass
+                if ttype == "0" and e.tag == "pattern":
+                    for n in e.findall("note"):
+                        t = p0 + int(n.get("pos", "0"))
+                        b = t // bar_ticks
+                        if 0 <= b < n_bars:
+                            bars[b].add((tid, int(n.get("key", "0")), t % bar_ticks,
+                                         int(n.get("len", "0"))))
+                elif ttype in ("1", "2") and e.tag in ("bbtco", "sampletco"):
+                    ln = int(e.get("len", "192"))
+                    if ttype == "1" and this_bb not in bb_len:
+                        continue
+                    period = max(bar_ticks, bb_len.get(this_bb, bar_ticks)) if ttype == "1" else None
+                    b0, b1 = p0 // bar_ticks, (p0 + max(ln, 1) - 1) // bar_ticks
+                    for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
+                        off = b * bar_ticks - p0
+                        if ttype == "1":
+                            bars[b].add((tid, "bb", this_bb, off % period))
+                        else:
+                            bars[b].add((tid, "sample", e.get("src", ""), off // bar_ticks))
+    return [frozenset(x) for x in bars]
+
+
+def _mma_chords(generator_input: str) -> dict:
+    """Bar number (1-based) -> chord from an MMA chord chart ("12 Am" lines)."""
+    out = {}
+    for line in str(generator_input or "").splitlines():
+        parts = line.split("//")[0].split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            out[int(parts[0])] = " ".join(parts[1:])
+    return out
+
+
+def midi_groove_period(midi_path, beats_per_bar: int, lags=(1, 2, 4, 8)) -> int:
+    """Bars after which a MIDI file's rhythm repeats (an MMA groove's sequence size).
+
+    Every bar's rhythm is the set of (drum note, 16th) and (pitched channel,
+    16th) onsets; the period is the shortest lag whose median Jaccard
+    similarity between bars that far apart is within 0.05 of the best lag's
+    (MMA's random skips and timing make exact equality rare).
+    """
+    import mido
+
+    m = mido.MidiFile(str(midi_path))
+    tpq = m.ticks_per_beat
+    bar = beats_per_bar * tpq
+    sixteenth = tpq / 4.0
+    onsets = []
+    for tr in m.tracks:
+        t = 0
+        for msg in tr:
+            t += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                onsets.append((t, msg.channel, msg.note))
+    if not onsets:
+        return 1
+    nb = max(o[0] for o in onsets) // bar + 1
+    sets = [set() for _ in range(nb)]
+    for t, ch, note in onsets:
+        q = int(round(t / sixteenth))
+        b, pos = divmod(q, beats_per_bar * 4)
+        if b < nb:
+            sets[b].add((ch, note, pos) if ch == 9 else (ch, -1, pos))
+
+    def jac(a, b):
+        return len(a & b) / len(a | b) if (a or b) else 1.0
+
+    sims = {}
+    for lag in lags:
+        v = [jac(sets[i], sets[i + lag]) for i in range(nb - lag - 1)]
+        if len(v) >= 4:
+            sims[lag] = float(np.median(v))
+    if not sims:
+        return 1
+    best = max(sims.values())
+    return int(min(lag for lag, v in sims.items() if v >= best - 0.05))
+
+
+def mma_bar_patterns(d: dict, n_bars: int, midi_path=None) -> list:
+    """Bar keys of an MMA render: the chart's chord and the groove's sequence position."""
+    chords = _mma_chords(d.get("generator_input", ""))
+    bpb = int(str(d.get("time_signature", "4/4")).split("/")[0])
+    period = 1
+    if midi_path is not None and Path(midi_path).is_file():
+        period = midi_groove_period(midi_path, bpb)
+    last = None
+    keys = []
+    for b in range(n_bars):
+        last = chords.get(b + 1, last)
+        keys.append((last, b % period))
+    return keys
+
+
+def h2_bar_patterns(song_path, n_bars: int, repeats: int = 1) -> list:
+    """Bar keys of a Hydrogen render: the notes (instrument, position) of every
+    pattern playing in each 192-tick bar of the song's pattern sequence."""
+    root = ET.parse(str(song_path)).getroot()
+    pats = {}
+    for p in root.iter("pattern"):
+        name = p.findtext("name")
+        if name is None:
+            continue
+        notes = [(n.findtext("instrument"), int(float(n.findtext("position") or 0)))
+                 for n in p.iter("note")]
+        pats[name] = (int(p.findtext("size") or 192), notes)
+    seq = root.find("patternSequence")
+    cols = [[e.text for e in g.findall("patternID")] for g in (seq if seq is not None else [])]
+    keys = []
+    for _ in range(max(1, repeats)):
+        for ids in cols:
+            size = max([pats[i][0] for i in ids if i in pats] or [192])
+            for k in range(max(1, size // 192)):
+                keys.append(frozenset((inst, pos - 192 * k) for i in ids if i in pats
+                                      for inst, pos in pats[i][1] if 192 * k <= pos < 192 * (k + 1)))
+    keys = keys[:n_bars]
+    return keys + [("past the song", b) for b in range(n_bars - len(keys))]
+
+
+def section_periods(bar_pattern, bar_section, max_period: int = 8, agree: float = 0.8) -> np.ndarray:
+    """The music's own period in bars, per bar (that of the bar's section).
+
+    The shortest lag ``p`` (up to ``max_period``, with at least two bar
+    pairs to compare) at which at least ``agree`` of the section's bars equal
+    the bar ``p`` later. A section of at most ``max_period`` bars without one is its own
+    period (its length); a longer one is aperiodic (0).
+    """
+    pat, sec = np.asarray(bar_pattern), np.asarray(bar_section)
+    out = np.zeros(len(pat), int)
+    i = 0
+    while i < len(pat):
+        j = i
+        while j < len(pat) and sec[j] == sec[i]:
+            j += 1
+        x = pat[i:j]
+        per = 0
+        for p in range(1, min(max_period, len(x) - 2) + 1):   # at least 2 bars compared
+            if np.mean(x[p:] == x[:-p]) >= agree:
+                per = p
+                break
+        if per == 0 and len(x) <= max_period:
+            per = len(x)
+        out[i:j] = per
+        i = j
+    return out
+
+
 # --------------------------------------------------------------------------- realbench truth
 
-def _resolve_project(original: str, work_dir=None) -> Path | None:
+def _work_dirs(work_dir=None, json_path=None) -> list[Path]:
+    """Where a realbench set's sources may be: ``work_dir``, ``<set root>-work``, the dev set's."""
+    out = [Path(work_dir)] if work_dir else []
+    if json_path is not None:
+        root = Path(json_path).resolve().parent.parent
+        out.append(root.with_name(root.name + "-work"))
+    out.append(Path("/tmp/looplab-devset-work"))
+    return out
+
+
+def _resolve_project(original: str, work_dir=None, package: str = "lmms-common",
+                     json_path=None) -> Path | None:
     cands = [Path(original)]
-    for w in [work_dir, "/tmp/looplab-devset-work"]:
-        if w:
-            cands.append(Path(w) / "pkg" / "lmms-common" / original.lstrip("/"))
+    for w in _work_dirs(work_dir, json_path):
+        cands.append(w / "pkg" / package / original.lstrip("/"))
     return next((p for p in cands if p.is_file()), None)
+
+
+def _realbench_bar_patterns(d: dict, n_bars: int, bpb: int, work_dir=None, json_path=None):
+    """Note-level bar keys of a realbench track, or None when its source is not found."""
+    kind = str(d.get("source_kind", ""))
+    reps = int(d.get("song_repeats") or 1)
+    if kind.startswith("lmms"):
+        proj = _resolve_project(str(d.get("original_file", "")), work_dir, "lmms-common", json_path)
+        return None if proj is None else lmms_bar_patterns(proj, n_bars, beats_per_bar=bpb,
+                                                           repeats=reps)
+    if kind.startswith("mma") or str(d.get("id", "")).startswith("mma"):
+        if not d.get("generator_input"):
+            return None
+        mid = next((w / "mma" / f"{d['id']}.mid" for w in _work_dirs(work_dir, json_path)
+                    if (w / "mma" / f"{d['id']}.mid").is_file()), None)
+        return mma_bar_patterns(d, n_bars, mid)
+    if kind.startswith("hydrogen"):
+        song = _resolve_project(str(d.get("original_file", "")), work_dir, "hydrogen-data",
+                                json_path)
+        return None if song is None else h2_bar_patterns(song, n_bars, reps)
+    return None
 
 
 def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth:
@@ -278,7 +550,7 @@ def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth
     if end:
         content &= lines[:-1] < float(end) - 0.5 * bar
     if kind.startswith("lmms"):
-        proj = _resolve_project(str(d.get("original_file", "")), work_dir)
+        proj = _resolve_project(str(d.get("original_file", "")), work_dir, json_path=json_path)
         if proj is not None:
             act = lmms_bar_activity(proj, n_bars, beats_per_bar=bpb,
                                     repeats=int(d.get("song_repeats") or 1))
@@ -291,9 +563,12 @@ def truth_from_realbench(json_path, *, work_dir=None, bar_rms=None) -> LoopTruth
         content[: r.size] &= r > ref * 10 ** (-40 / 20)
     source = "lmms" if kind.startswith("lmms") else ("mma" if "mma" in kind or d["id"].startswith("mma")
                                                      else kind.split("-")[0] or "real")
+    keys = _realbench_bar_patterns(d, n_bars, bpb, work_dir, json_path)
+    pattern = pattern_ids(keys) if keys is not None else None
+    period = (section_periods(pattern, sec) if pattern is not None else np.ones(n_bars, int))
     return LoopTruth(track_id=str(d["id"]), downbeats=lines, beats_per_bar=bpb, bar_section=sec,
-                     bar_content=content, phrase_bars=4, bar_period=np.ones(n_bars, int),
-                     has_sections=has_sections, source=source)
+                     bar_content=content, phrase_bars=4, bar_period=period,
+                     has_sections=has_sections, source=source, bar_pattern=pattern)
 
 
 # --------------------------------------------------------------------------- labels
@@ -313,8 +588,8 @@ def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> p
     -------
     DataFrame
         ``on_bar, whole_bars, true_bars, one_section, has_content, phrase_ok,
-        seamless, relevance`` (0 to 3, see the module docstring) and ``good``
-        (relevance == 3).
+        phrase_length_ok, seamless, relevance`` (0 to 3, see the module
+        docstring) and ``good`` (relevance == 3).
         ``one_section`` is judged for any window, on or off the grid: every
         true bar it overlaps by more than an eighth of a bar belongs to the
         same section.
@@ -342,19 +617,51 @@ def label_windows(truth: LoopTruth, starts, ends, tol: float | None = None) -> p
         one_sec = bool(inside and k1 > k0 and np.all(truth.bar_section[k0:k1] == truth.bar_section[k0]))
         content = bool(inside and k1 > k0 and np.all(truth.bar_content[k0:k1]))
         n = j - i if whole else 0
+        long_enough = whole
         if whole:
             off = i - sec_start[i]
             phrase = truth.phrase_bars <= 0 or off % min(n, truth.phrase_bars) == 0
-            seamless = n % int(truth.bar_period[i]) == 0
+            if truth.bar_pattern is not None:
+                seamless = continues_like_start(truth, i, n)
+                per = int(truth.bar_period[i])
+                # a loop is a phrase: at least the music's own period (2 bars for a
+                # one-bar groove; a phrase of 4 where the music never repeats exactly)
+                long_enough = n >= (max(2, min(per, 8)) if per > 0 else max(2, truth.phrase_bars))
+            else:
+                seamless = n % max(1, int(truth.bar_period[i])) == 0
         else:
             phrase = seamless = False
         base = whole and one_sec and content
-        rel = 3 if (base and phrase and seamless) else (2 if base else (1 if one_sec and content else 0))
-        rows.append((bool(on_bar), bool(whole), n, one_sec, content, bool(phrase), bool(seamless), rel))
+        if base and long_enough:
+            rel = 3 if (phrase and seamless) else 2
+        else:
+            rel = 1 if one_sec and content else 0
+        rows.append((bool(on_bar), bool(whole), n, one_sec, content, bool(phrase and long_enough),
+                     bool(long_enough), bool(seamless), rel))
     out = pd.DataFrame(rows, columns=["on_bar", "whole_bars", "true_bars", "one_section",
-                                      "has_content", "phrase_ok", "seamless", "relevance"])
+                                      "has_content", "phrase_ok", "phrase_length_ok", "seamless",
+                                      "relevance"])
     out["good"] = out["relevance"] == GOOD
     return out
+
+
+def continues_like_start(truth: LoopTruth, i: int, n: int) -> bool:
+    """Whether the ``n``-bar loop starting at bar ``i`` repeats seamlessly, note for note.
+
+    The first ``max(1, n // 2)`` bars after its end must hold what its first
+    bars hold (looping it sounds like the song going on). When those bars are
+    in another section or past the end, the bars before its start must hold
+    what its last bars hold instead; a loop that is its whole section is
+    seamless. Needs ``truth.bar_pattern``.
+    """
+    pat, sec, ok = truth.bar_pattern, truth.bar_section, truth.bar_content
+    nb = truth.n_bars
+    m = max(1, n // 2)
+    if i + n + m <= nb and np.all(sec[i + n:i + n + m] == sec[i]) and np.all(ok[i + n:i + n + m]):
+        return bool(np.all(pat[i + n:i + n + m] == pat[i:i + m]))
+    if i - m >= 0 and np.all(sec[i - m:i] == sec[i]) and np.all(ok[i - m:i]):
+        return bool(np.all(pat[i - m:i] == pat[i + n - m:i + n]))
+    return True
 
 
 def grid_windows(truth: LoopTruth, bars=(1, 2, 4, 8)) -> pd.DataFrame:

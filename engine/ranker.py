@@ -29,13 +29,17 @@ from .atomic import atomic_write_text
 from .candidates import select_distinct
 from .config import AnalysisConfig
 from .features import FEATURE_COLUMNS
-from .loop_truth import (GOOD, LoopTruth, label_windows, shifted_grid_windows, training_windows,
+from .loop_truth import (GOOD, LABEL_VERSION, LoopTruth, label_windows, shifted_grid_windows, training_windows,
                          truth_from_realbench, truth_from_synth)
 from .metrics import mean_metrics, ranking_metrics
 from .scoring import heuristic_quality, minmax
 
 #: The shipped default model (XGBoost UBJ) and its feature list beside it.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "loop_ranker.ubj"
+#: The phrase model (labels v2: note-level phrase and seamless-repeat truth, phrase
+#: features): ranks 2-, 4- and 8-bar phrases first; opt-in (``extract --model``) while
+#: it keeps fewer top-5 loops inside one arrangement section on DAW renders.
+PHRASE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "loop_ranker_phrase.ubj"
 #: Columns the model reads: every candidate feature plus the loop length in bars.
 #: No tempo, tempo-factor or source metadata (the seed's model learned from them).
 MODEL_FEATURES = FEATURE_COLUMNS + ["bars"]
@@ -56,6 +60,9 @@ DEFAULT_PARAMS = {
     "colsample_bytree": 0.8, "lambda": 1.0, "tree_method": "hist", "nthread": 2,
 }
 DEFAULT_ROUNDS = 250
+#: Weight of a real (realbench, people-labelled) track's query group against a
+#: generated one's: real renders are the music ``extract`` meets, and there are few.
+REAL_GROUP_WEIGHT = 3.0
 OBJECTIVES = ("rank:ndcg", "rank:pairwise", "binary:logistic")
 
 
@@ -208,7 +215,7 @@ def shuffled_bar_rows(y: np.ndarray, sr: int, truth: LoopTruth, rng) -> pd.DataF
     for n in (4, 8):
         for i in range(truth.n_bars - n + 1):
             sec = truth.bar_section[i:i + n]
-            if (np.all(sec == sec[0]) and truth.bar_period[i] > 1 and (i - starts[i]) % 4 == 0
+            if (np.all(sec == sec[0]) and truth.bar_period[i] != 1 and (i - starts[i]) % 4 == 0
                     and np.all(truth.bar_content[i:i + n])):
                 cands.append((i, n))
     if not cands:
@@ -355,13 +362,21 @@ def _sorted_by_group(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("group", kind="mergesort")
 
 
+def _row_weights(d: pd.DataFrame, real_weight: float) -> np.ndarray:
+    if "source" not in d.columns:
+        return np.ones(len(d))
+    return np.where(d["source"].astype(str).to_numpy() == "synth", 1.0, float(real_weight))
+
+
 def train_booster(df: pd.DataFrame, objective: str = "rank:ndcg", *, params=None,
-                  rounds: int = DEFAULT_ROUNDS, seed: int = 42, features=None):
+                  rounds: int = DEFAULT_ROUNDS, seed: int = 42, features=None,
+                  real_weight: float = REAL_GROUP_WEIGHT):
     """Fit one XGBoost model on labelled rows.
 
     Ranking objectives get one query group per ``group`` (track or tempo
-    variant) and the graded relevance (0, 1, 2); the classifier learns
-    ``good``. Relevance is 0-3 (:func:`engine.loop_truth.label_windows`).
+    variant) and the graded relevance; the classifier learns ``good``.
+    Relevance is 0-3 (:func:`engine.loop_truth.label_windows`). Groups (rows)
+    of real tracks weigh ``real_weight`` times a generated track's.
     """
     import xgboost as xgb
 
@@ -374,11 +389,15 @@ def train_booster(df: pd.DataFrame, objective: str = "rank:ndcg", *, params=None
     if objective.startswith("rank:"):
         qid = pd.factorize(d["group"])[0]
         dm = xgb.DMatrix(X, label=d["relevance"].to_numpy(float), qid=qid, feature_names=features)
+        w = _row_weights(d, real_weight)
+        first = np.r_[True, qid[1:] != qid[:-1]]
+        dm.set_weight(w[first])
         p.setdefault("eval_metric", "ndcg@5")
         p.setdefault("lambdarank_pair_method", "topk")
         p.setdefault("lambdarank_num_pair_per_sample", 8)
     else:
-        dm = xgb.DMatrix(X, label=d["good"].to_numpy(float), feature_names=features)
+        dm = xgb.DMatrix(X, label=d["good"].to_numpy(float), feature_names=features,
+                         weight=_row_weights(d, real_weight))
         pos = float(d["good"].mean())
         p.setdefault("scale_pos_weight", (1 - pos) / max(pos, 1e-3))
     return xgb.train(p, dm, num_boost_round=int(rounds))
@@ -575,6 +594,7 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
     key = {"sources": [s.track_id for s in sources], "tempo_augment": tempo_augment,
            "tempo_range": list(tempo_range),
            "tempo_variants": tempo_variants, "bars": list(bars), "code": CODE_VERSION,
+           "labels": LABEL_VERSION,
            "features": MODEL_FEATURES}
     df = None
     if cache_rows and Path(cache_rows).is_file():
@@ -614,6 +634,7 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
     meta = {
         "name": Path(out_path).stem,
         "objective": objective, "rounds": rounds, "params": DEFAULT_PARAMS, "seed": seed,
+        "real_group_weight": REAL_GROUP_WEIGHT, "label_version": LABEL_VERSION,
         "features": MODEL_FEATURES,
         "data": {"synthetic_tracks": 0 if labels_only else int(n_synthetic),
                  "synthetic_seeds": [TRAIN_SEED_BASE, TRAIN_SEED_BASE + int(n_synthetic) - 1],

@@ -110,6 +110,29 @@ SECTION_FEATURES = (
            "inside change relative to the larger edge change"),
 )
 
+#: Phrase features (``candidate_features`` stage): is the loop a whole musical phrase that
+#: repeats seamlessly? From bar descriptors on the loop's own bar lines (chroma, onset
+#: pattern, log-mel); bar similarity = 0.5 chroma cosine + 0.25 onset-pattern cosine
+#: + 0.25 exp(-log-mel distance / the track's median bar-to-bar distance).
+PHRASE_FEATURES = (
+    Column("seam_return_bars", "similarity", "candidate_features",
+           "the bars after the end vs the loop's first bars (half the loop, at least one)"),
+    Column("seam_return_pre", "similarity", "candidate_features",
+           "the bars before the start vs the loop's last bars"),
+    Column("loop_lag_sim", "similarity", "candidate_features",
+           "the loop vs the same length of music right after it, bar by bar"),
+    Column("bar_lag1_sim", "similarity", "candidate_features",
+           "consecutive bars around the loop"),
+    Column("lag_gain", "similarity", "candidate_features", "loop_lag_sim - bar_lag1_sim"),
+    Column("period_lag_gain", "similarity", "candidate_features",
+           "local similarity at the loop's length minus the best at shorter lags"),
+    Column("local_period_bars", "bars", "candidate_features",
+           "the music's repetition period around the loop (1-8 bars)"),
+    Column("track_period_bars", "bars", "candidate_features",
+           "the track's repetition period on the loop's bar lines (1-8 bars)"),
+    Column("bars_over_period", "ratio", "candidate_features", "bars / local_period_bars"),
+)
+
 #: Per-candidate key (``key`` stage).
 KEY = (
     Column("key", "name", "key", "e.g. 'A minor'"),
@@ -165,14 +188,16 @@ def names(columns) -> list[str]:
 
 
 CANDIDATE_COLUMNS = names(CANDIDATES)
-FEATURE_COLUMNS = names(SEED_FEATURES) + names(SEAM_FEATURES) + names(SECTION_FEATURES)
+FEATURE_COLUMNS = (names(SEED_FEATURES) + names(SEAM_FEATURES) + names(SECTION_FEATURES)
+                   + names(PHRASE_FEATURES))
 KEY_COLUMNS = names(KEY)
 EXPORT_COLUMNS = tuple(names(EXPORT))
 
 
 def describe(name: str) -> Column | None:
     """The :class:`Column` for a name (embedding columns included), or None."""
-    for c in (*TRACK, *CANDIDATES, *SEED_FEATURES, *SEAM_FEATURES, *SECTION_FEATURES, *KEY, *SCORES, *EXPORT):
+    for c in (*TRACK, *CANDIDATES, *SEED_FEATURES, *SEAM_FEATURES, *SECTION_FEATURES,
+              *PHRASE_FEATURES, *KEY, *SCORES, *EXPORT):
         if c.name == name:
             return c
     if name.startswith(EMBEDDING_PREFIXES):

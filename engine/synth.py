@@ -126,6 +126,12 @@ class GroundTruth:
     #: chord progression length in bars (the music repeats every this many bars inside a
     #: section); 1 when no section has chords
     harmonic_period: int = 4
+    #: the chord of every bar (root pitch class and triad intervals; None when the
+    #: track has no key), so loop labels can compare bars note for note
+    bar_chords: list = field(default_factory=list)
+    #: the parts playing in each bar when they differ from the section's within it
+    #: (empty: every bar plays its section's ``section_instruments``)
+    bar_instruments: list = field(default_factory=list)
 
     def bar_sections(self) -> np.ndarray:
         """Section index of every bar (aligned with ``downbeats``)."""
@@ -320,7 +326,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 tail_seconds: float = 1.0, sr: int = 44100, stereo: bool = True,
                 seed: int = 0, level_db: float = -6.0, return_stems: bool = False,
                 progression=None, section_instruments=None, mix=None,
-                noise_db: float | None = None, crash: bool = True) -> SynthTrack:
+                noise_db: float | None = None, crash: bool = True,
+                bar_instruments=None) -> SynthTrack:
     """Generate a multi-section track and its ground truth.
 
     Parameters
@@ -385,6 +392,10 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         Level of a white-noise bed relative to the mix peak (e.g. -40).
     crash : bool
         A crash cymbal on each section start (when drums play).
+    bar_instruments : sequence of tuple, optional
+        The parts playing in each bar, overriding its section's (a part that
+        plays every other bar, a break bar before a section change, a part
+        entering a bar late). Recorded in the truth's ``bar_instruments``.
 
     Returns
     -------
@@ -462,10 +473,12 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     lead_rhythm = _LEAD_RHYTHMS[int(prng.integers(0, len(_LEAD_RHYTHMS)))]
     lead_steps = steps_per_bar
     voc_phase = 0
+    bar_chords = []
     for bar in range(n_bars):
         sec = int(bar_section[bar])
         pat = DRUM_PATTERNS[section_patterns[sec]]
-        playing = sec_instr[sec]
+        playing = (tuple(bar_instruments[bar]) if bar_instruments is not None
+                   and bar < len(bar_instruments) else sec_instr[sec])
         gd = gains["drums"]
         if "drums" in playing:
             onsets.extend(step_time(bar, s) for s in set(pat["kick"]) | set(pat["snare"])
@@ -504,6 +517,7 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                 triad = [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
                 if mode == "minor" and degree == 4:   # harmonic minor: major dominant
                     triad[1] += 1
+            bar_chords.append((int(root_pc), tuple(int(v) for v in triad)))
             bar_start = at(step_time(bar, 0))
             bar_len = at(t0 + (bar + 1) * beats_per_bar * beat_sec) - bar_start
             if "chords" in playing:
@@ -561,7 +575,11 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
                         onsets=_distinct([t for t in onsets if t < n / sr]),
                         section_instruments=[tuple(p) for p in sec_instr],
                         section_lengths=[int(b) for b in lengths],
-                        harmonic_period=4 if has_chords else 1)
+                        harmonic_period=4 if has_chords else 1,
+                        bar_chords=bar_chords if tonal is not None else [],
+                        bar_instruments=([tuple(bar_instruments[b]) if b < len(bar_instruments)
+                                          else sec_instr[int(bar_section[b])] for b in range(n_bars)]
+                                         if bar_instruments is not None else []))
     meta = {"timbre": timbre, "instruments": tuple(instruments), "seed": seed}
     if return_stems:
         meta["stems"] = {p: (stems[p].mean(axis=1) * gain).astype(np.float32)
@@ -708,6 +726,27 @@ def random_arranged_track(seed: int, *, sr: int = 22050, max_seconds: float = 80
         patterns.append(pat)
     mix = {"drums": float(rng.uniform(0.5, 1.2)), "bass": float(rng.uniform(0.4, 1.3)),
            "chords": float(rng.uniform(0.4, 1.6))}
+    # bar-level arrangement, as DAW projects have it (own random stream, so the
+    # section-level draws above stay what they were): a part playing every
+    # other bar, a break bar before the next section, a part entering late
+    brng = np.random.default_rng([seed, 11])
+    bar_instr = []
+    for n, parts in zip(lengths, instr):
+        bars = [tuple(parts)] * n
+        r = brng.random()
+        if len(parts) >= 2 and r < 0.2:
+            drop = parts[int(brng.integers(len(parts)))]
+            phase = int(brng.integers(2))
+            bars = [tuple(p for p in parts if p != drop) if (b % 2 == phase) else tuple(parts)
+                    for b in range(n)]
+        elif len(parts) >= 1 and r < 0.35 and n >= 4:
+            drop = parts[int(brng.integers(len(parts)))]
+            bars[-1] = tuple(p for p in parts if p != drop)
+        elif len(parts) >= 2 and r < 0.45 and n >= 4:
+            late = parts[int(brng.integers(len(parts)))]
+            k = int(brng.choice([1, 2]))
+            bars[:k] = [tuple(p for p in parts if p != late)] * k
+        bar_instr.extend(bars)
     return synth_track(bpm, beats_per_bar=bpb, n_bars=int(sum(lengths)), section_bars=lengths,
                        patterns=patterns, swing=swing, key=key,
                        timbre=str(rng.choice(["pad", "pluck", "organ"])),
@@ -717,4 +756,4 @@ def random_arranged_track(seed: int, *, sr: int = 22050, max_seconds: float = 80
                        stereo=bool(rng.random() < 0.5), seed=seed,
                        level_db=float(rng.uniform(-12, -1)), section_instruments=instr, mix=mix,
                        noise_db=None if rng.random() < 0.5 else float(rng.uniform(-50, -25)),
-                       crash=bool(rng.random() < 0.5))
+                       crash=bool(rng.random() < 0.5), bar_instruments=bar_instr)

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from engine import metrics as M
-from engine.loop_truth import (grid_windows, label_windows, lmms_bar_activity,
-                               sections_from_activity, training_windows, truth_from_synth)
+from engine.loop_truth import (LoopTruth, continues_like_start, grid_windows, label_windows,
+                               lmms_bar_activity, lmms_bar_patterns, pattern_ids,
+                               section_periods, sections_from_activity, training_windows,
+                               truth_from_synth)
 from engine.synth import random_arranged_track, synth_track
 
 
@@ -97,8 +99,11 @@ def test_labels_come_from_truth_not_features():
     assert not lab.loc[1, "one_section"] and lab.loc[1, "relevance"] == 0
     # half a beat off the grid (still inside one section: better than crossing, not good)
     assert not lab.loc[2, "on_bar"] and lab.loc[2, "relevance"] == 1
-    # chord section: 4 bars from the section start repeats seamlessly; 2 bars does not
-    assert lab.loc[3, "relevance"] == 3 and lab.loc[4, "relevance"] == 2
+    # chord section: 4 bars from the section start repeats seamlessly; 2 bars of the
+    # 4-chord cycle is shorter than a phrase and jumps back at the seam
+    assert lab.loc[3, "relevance"] == 3 and lab.loc[3, "seamless"]
+    assert not lab.loc[4, "phrase_length_ok"] and not lab.loc[4, "seamless"]
+    assert lab.loc[4, "relevance"] == 1
     # 2.5 bars is not a whole number of bars
     assert not lab.loc[5, "whole_bars"]
 
@@ -131,6 +136,56 @@ def test_lmms_song_editor_gives_sections():
     # "x2" renders repeat the song at its bar-rounded length (1536 ticks = 8 bars)
     act2 = lmms_bar_activity(ET.fromstring(xml), 16, repeats=2)
     assert act2[8] == act[0] and act2[12] == act[4]
+
+
+def test_seamless_repeats_and_periods_come_from_note_level_bar_content():
+    # a 4-chord cycle (period 4) in one section of 12 bars; a drum-only groove after it
+    truth = LoopTruth(track_id="t", downbeats=np.arange(21) * 2.0, beats_per_bar=4,
+                      bar_section=np.array([0] * 12 + [1] * 8), bar_content=np.ones(20, bool),
+                      phrase_bars=4, bar_period=np.ones(20, int), has_sections=True, source="x",
+                      bar_pattern=np.array([0, 1, 2, 3] * 3 + [9] * 8))
+    truth.bar_period = section_periods(truth.bar_pattern, truth.bar_section)
+    assert truth.bar_period.tolist() == [4] * 12 + [1] * 8
+    assert continues_like_start(truth, 0, 4) and continues_like_start(truth, 4, 8)
+    assert not continues_like_start(truth, 0, 1) and not continues_like_start(truth, 0, 2)
+    # the last 4 bars of the section: compared with the bars before it
+    assert continues_like_start(truth, 8, 4) and not continues_like_start(truth, 9, 2)
+    lab = label_windows(truth, [0, 0, 2, 24, 24, 26], [8, 2, 10, 28, 26, 28])
+    assert lab["relevance"].tolist() == [3, 1, 2, 3, 1, 1]   # 1-bar groove loops are too short
+    # a through-composed chart (no period): a phrase of 4 whose next bars start like it
+    chart = LoopTruth(track_id="c", downbeats=np.arange(17) * 2.0, beats_per_bar=4,
+                      bar_section=np.zeros(16, int), bar_content=np.ones(16, bool), phrase_bars=4,
+                      bar_period=np.ones(16, int), has_sections=False, source="mma",
+                      bar_pattern=np.array([0, 1, 2, 3, 0, 1, 3, 3, 0, 1, 2, 3, 4, 1, 0, 0]))
+    chart.bar_period = section_periods(chart.bar_pattern, chart.bar_section)
+    assert chart.bar_period[0] == 0
+    lab = label_windows(chart, [0, 0, 0], [16, 8, 4])
+    assert lab["relevance"].tolist() == [3, 3, 1]
+
+
+def test_lmms_notes_give_bar_content():
+    xml = """<lmms-project><head bpm="120"/><song><trackcontainer>
+      <track type="0" name="keys" muted="0"><pattern pos="0" type="1">
+        <note pos="0" key="60" len="192"/><note pos="192" key="62" len="192"/>
+        <note pos="384" key="60" len="192"/><note pos="576" key="62" len="192"/></pattern></track>
+      <track type="2" name="loop" muted="0"><sampletco pos="0" len="384" src="a.wav"/></track>
+    </trackcontainer></song></lmms-project>"""
+    keys = lmms_bar_patterns(ET.fromstring(xml), 5)
+    ids = pattern_ids(keys)
+    # bars 0 and 2 hold the same note, but the sample clip plays in bar 0 only
+    assert len(set(ids.tolist())) == 5
+    assert keys[2] == frozenset({(0, 60, 0, 192)}) and keys[4] == frozenset()
+    assert (1, "sample", "a.wav", 1) in keys[1]
+
+
+def test_bar_level_arrangement_makes_sections():
+    tr = synth_track(120, n_bars=8, section_bars=[8], sr=22050, seed=4, key="C major",
+                     section_instruments=[("drums", "bass")],
+                     bar_instruments=[("drums", "bass"), ("drums",)] * 4)
+    t = truth_from_synth(tr.truth, "t")
+    assert t.bar_section.tolist() == list(range(8))       # a part drops every other bar
+    lab = label_windows(t, [t.downbeats[0]], [t.downbeats[4]])
+    assert not lab.loc[0, "one_section"]
 
 
 def test_random_arrangements_vary():
@@ -185,16 +240,21 @@ def test_shipped_model_loads_with_metadata():
     import json
 
     from engine.features import FEATURE_COLUMNS
-    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES, PHRASE_MODEL_PATH
     from engine.scoring import LoopScorer
 
     s = LoopScorer.load(DEFAULT_MODEL_PATH)
-    assert s.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(s.feature_names)
+    # the default reads candidate features extract computes (a subset of today's)
+    assert set(s.feature_names) <= set(MODEL_FEATURES)
     assert not {"bpm", "tempo_factor", "tempo_shift_pct"} & set(s.feature_names)
-    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".meta.json").read_text())
-    for key in ("objective", "params", "data", "cv_by_objective", "code", "command"):
-        assert key in meta
-    assert "train-ranker" in meta["command"]
+    # the phrase model is trained by today's code: every feature
+    phrase = LoopScorer.load(PHRASE_MODEL_PATH)
+    assert phrase.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(phrase.feature_names)
+    for path in (DEFAULT_MODEL_PATH, PHRASE_MODEL_PATH):
+        meta = json.loads(path.with_suffix(".meta.json").read_text())
+        for key in ("objective", "params", "data", "code", "command"):
+            assert key in meta
+        assert "train-ranker" in meta["command"]
 
 
 def test_extract_reports_the_shipped_model(tmp_path):

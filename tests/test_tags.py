@@ -196,6 +196,115 @@ def test_midi_roles_truth(tmp_path):
     assert roles_in_span(notes, 3.9, 4.2) == ["chords"]    # sounds over > 1/4 of the span
 
 
+_LMMS_PROJECT = """<?xml version="1.0"?>
+<lmms-project version="1.0" type="song" creator="LMMS">
+ <head bpm="120" timesig_numerator="4" timesig_denominator="4"/>
+ <song>
+  <trackcontainer type="song">
+   <track type="0" name="Lead" muted="0">
+    <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+    <pattern pos="192" type="1" steps="16" muted="0">
+     <note pos="0" len="48" key="60"/><note pos="48" len="48" key="62"/>
+    </pattern>
+   </track>
+   <track type="0" name="kick01.ogg" muted="0">
+    <instrumenttrack vol="100"><instrument name="audiofileprocessor">
+     <audiofileprocessor src="drums/kick01.ogg"/></instrument></instrumenttrack>
+    <pattern pos="0" len="384" type="0" steps="32" muted="0">
+     <note pos="0" len="-192" key="57"/><note pos="48" len="-192" key="57"/>
+    </pattern>
+   </track>
+   <track type="0" name="Silent pad" muted="1">
+    <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+    <pattern pos="0" len="192" type="1" steps="16"><note pos="0" len="192" key="48"/></pattern>
+   </track>
+   <track type="1" name="Beat/Bassline 0" muted="0">
+    <bbtrack><trackcontainer type="bbtrackcontainer">
+     <track type="0" name="Default preset" muted="0">
+      <instrumenttrack vol="100"><instrument name="tripleoscillator"/></instrumenttrack>
+      <pattern pos="0" type="1" steps="16">
+       <note pos="0" len="96" key="24"/><note pos="96" len="96" key="27"/>
+      </pattern>
+     </track>
+     <track type="0" name="Default preset" muted="0">
+      <instrumenttrack vol="100"><instrument name="zynaddsubfx"/></instrumenttrack>
+      <pattern pos="0" type="1" steps="16">
+       <note pos="0" len="192" key="48"/><note pos="0" len="192" key="52"/>
+       <note pos="0" len="192" key="55"/>
+      </pattern>
+     </track>
+    </trackcontainer></bbtrack>
+    <bbtco pos="384" len="384" muted="0"/>
+   </track>
+  </trackcontainer>
+ </song>
+</lmms-project>
+"""
+
+
+def test_lmms_role_truth(tmp_path):
+    """An LMMS project written here, read as the realbench LMMS renders are."""
+    import zlib
+
+    from engine.tags.project_roles import lmms_role_notes, lmms_track_role
+    from engine.tags.roles import roles_in_span
+
+    assert lmms_track_role("BD 03", "audiofileprocessor", "drums/bassdrum03.ogg") == "percussion"
+    assert lmms_track_role("Mute Bass", "audiofileprocessor",
+                           "drumsynth/instrument/mute_bass.ds") == "bass"
+    assert lmms_track_role("Woosh", "kicker") == "fx"
+    assert lmms_track_role("Kick hi", "kicker") == "percussion"
+    assert lmms_track_role("Strings (high)", "audiofileprocessor",
+                           "stringsnpads/strings01.ogg") == "chords"
+    assert lmms_track_role("Default preset", "zynaddsubfx", "", [72, 74, 76], [0, 12, 24],
+                           [12, 24, 36]) == "melody"
+    mmp = tmp_path / "song.mmp"
+    mmp.write_text(_LMMS_PROJECT)
+    mmpz = tmp_path / "song.mmpz"                       # qCompress: 4-byte length + zlib
+    data = _LMMS_PROJECT.encode()
+    mmpz.write_bytes(len(data).to_bytes(4, "big") + zlib.compress(data))
+    for path in (mmp, mmpz):
+        notes = lmms_role_notes(path)
+        assert set(notes) == {"melody", "percussion", "bass", "chords"}
+        bar = 2.0                                        # 4 beats at 120 BPM
+        # the lead pattern starts at bar 1 (tick 192); its notes are 1 beat long
+        assert notes["melody"][:, 0] == pytest.approx([bar, bar + 0.5])
+        assert notes["percussion"][:, 0] == pytest.approx([0.0, 0.5])
+        # the Beat/Bassline clip at bar 2 (2 bars long) loops its 1-bar pattern twice
+        assert sorted(notes["bass"][:, 0]) == pytest.approx([4.0, 5.0, 6.0, 7.0])
+        assert len(notes["chords"]) == 6
+    # the muted pad plays nothing; bar 0 has only the kick
+    assert roles_in_span(notes, 0.0, bar) == ["percussion"]
+    assert roles_in_span(notes, bar, 2 * bar) == ["melody"]
+    assert roles_in_span(notes, 2 * bar, 4 * bar) == ["bass", "chords"]
+    # a short project repeated twice by the realbench builder: one pass = 4 bars
+    twice = lmms_role_notes(mmp, repeats=2)
+    assert len(twice["bass"]) == 8 and max(twice["bass"][:, 0]) == pytest.approx(8.0 + 7.0)
+
+
+def test_song_grouped_folds_weights_and_majority_fallback():
+    from engine.tags.songcv import calibrate_roles, decide, mix_weights, song_folds
+
+    songs = np.repeat([f"song{i}" for i in range(7)], 5)
+    folds = song_folds(songs, 3, seed=1)
+    for s in set(songs):                                  # no song on both sides
+        assert len(set(folds[songs == s])) == 1
+    assert set(folds) == {0, 1, 2}
+    kind = np.array(["synth"] * 30 + ["full"] * 10)
+    w = mix_weights(kind, 0.5)                            # generated rows: half the weight
+    assert w[kind == "synth"].sum() == pytest.approx(w[kind == "full"].sum())
+    # a label the scores cannot separate falls back to always on; a separable one does not
+    rng = np.random.default_rng(0)
+    y_common = (rng.random(200) < 0.9).astype(int)
+    y_rare = (rng.random(200) < 0.3).astype(int)
+    proba = np.column_stack([rng.random(200), 0.2 + 0.6 * y_rare])
+    th = calibrate_roles(np.column_stack([y_common, y_rare]), proba, ["a", "b"],
+                         TrainConfig())
+    assert th["a"] == 0.0 and 0.2 < th["b"] <= 0.8
+    P = decide(np.array([[0.0, 0.1]]), ["a", "b"], {"a": 0.5, "b": 0.5})
+    assert P.tolist() == [[0, 1]]                         # at least one tag: the likeliest
+
+
 @pytest.mark.slow
 def test_shipped_roles_model_on_held_out_generated_loops(tmp_path):
     """The default model (trained on seed-1 loops) on loops from another seed."""

@@ -8,36 +8,32 @@ HELP = ("Predict tags for every loop in a folder: predicted_tags and prob_<class
 
 
 def add_arguments(p):
-    from ..tags.cliutil import add_runtime_args
+    from ..config import add_arguments as add_settings
+    from ..tags.cliutil import ClassifySettings, add_runtime_args
 
     p.add_argument("--model", default=None,
                    help="tag model bundle (default: the shipped roles model, "
                         "engine/models/roles_model.joblib)")
     p.add_argument("--folder", required=True, help="folder of loops (walked recursively)")
     p.add_argument("--out", default="training/models/loop_multilabel_predictions.csv")
-    p.add_argument("--min_prob", type=float, default=0.35,
-                   help="threshold when calibrated thresholds are disabled")
-    p.add_argument("--disable_calibrated_thresholds", action="store_true")
     p.add_argument("--contact_model", default=None, help="contact head bundle (train-contact)")
-    p.add_argument("--contact_min_prob", type=float, default=0.35)
-    p.add_argument("--contact_disable_calibrated_thresholds", action="store_true")
-    p.add_argument("--contact_prefix", default="contact")
+    add_settings(p, ClassifySettings)
     add_runtime_args(p)
 
 
 def run(args) -> int:
     from ..atomic import atomic_write_csv
     from ..tags.classify import classify_folder
-    from ..tags.cliutil import Bar, runtime_kwargs
+    from dataclasses import asdict
 
-    bar = Bar(not args.quiet, "features")
+    from ..config import from_args
+    from ..tags.cliutil import Bar, ClassifySettings, runtime_kwargs, show_progress
+
+    bar = Bar(show_progress(args), "features")
     try:
         df, failures = classify_folder(
-            args.folder, args.model, contact_model=args.contact_model, min_prob=args.min_prob,
-            disable_calibrated_thresholds=args.disable_calibrated_thresholds,
-            contact_min_prob=args.contact_min_prob,
-            contact_disable_calibrated_thresholds=args.contact_disable_calibrated_thresholds,
-            contact_prefix=args.contact_prefix, progress=bar, **runtime_kwargs(args))
+            args.folder, args.model, contact_model=args.contact_model,
+            progress=bar, **asdict(from_args(ClassifySettings, args)), **runtime_kwargs(args))
     finally:
         bar.close()
     atomic_write_csv(df, args.out)

@@ -18,11 +18,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..tags.cliutil import Bar, config_from_args, runtime_kwargs
+    from ..tags.cliutil import Bar, config_from_args, runtime_kwargs, show_progress
     from ..tags.train import compare_label_sources
 
     sources = ("filename", "audio", "hybrid") + (("roles",) if args.include_roles else ())
-    bar = Bar(not args.quiet, "features")
+    bar = Bar(show_progress(args), "features")
     try:
         res = compare_label_sources(args.folder, args.out_dir, sources=sources,
                                     cfg=config_from_args(args), max_files=args.max_files,

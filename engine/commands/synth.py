@@ -48,7 +48,9 @@ def run(args) -> int:
              "duration": t.duration,
              "section_lengths": t.section_lengths,
              "section_instruments": [list(p) for p in t.section_instruments],
-             "harmonic_period": t.harmonic_period}
+             "harmonic_period": t.harmonic_period,
+             "bar_instruments": [list(p) for p in t.bar_instruments],
+             "bar_chords": [[c[0], list(c[1])] for c in t.bar_chords]}
     atomic_write_text(Path(out).with_suffix(".truth.json"), json.dumps(truth, indent=2))
     print(f"wrote {out} ({t.duration:.1f} s, {t.bpm:g} BPM, key {t.key}) and its .truth.json")
     return 0

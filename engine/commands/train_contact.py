@@ -20,10 +20,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..tags.cliutil import Bar, config_from_args, print_summary, runtime_kwargs
+    from ..tags.cliutil import (Bar, config_from_args, print_summary, runtime_kwargs,
+                                show_progress)
     from ..tags.train import train_contact, write_outputs
 
-    bar = Bar(not args.quiet, "features")
+    bar = Bar(show_progress(args), "features")
     try:
         res = train_contact(args.labels_csv, cfg=config_from_args(args),
                             max_files=args.max_files, progress=bar, **runtime_kwargs(args))

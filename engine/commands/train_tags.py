@@ -23,10 +23,11 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..tags.cliutil import Bar, config_from_args, print_summary, runtime_kwargs
+    from ..tags.cliutil import (Bar, config_from_args, print_summary, runtime_kwargs,
+                                show_progress)
     from ..tags.train import train_tags, write_outputs
 
-    bar = Bar(not args.quiet, "features")
+    bar = Bar(show_progress(args), "features")
     try:
         res = train_tags(args.folder, label_source=args.label_source,
                          cfg=config_from_args(args), roles_csv=args.roles_csv,

@@ -3,59 +3,64 @@ compare-label-sources, classify); the seed's names and defaults."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from ..config import add_arguments, from_args, setting
 from .model import TrainConfig
 
 
+@dataclass(frozen=True)
+class TagRuntime:
+    """Feature computation settings shared by the tag commands (flags from the fields)."""
+
+    n_jobs: int = setting(0, "processes computing features (0 = one per core; 1 = in-process)",
+                          flag="--jobs")
+    use_cache: bool = setting(True, "ignore and do not write the cache", flag="--no_cache",
+                              negate=True)
+    cache_dir: str = setting(None, "analysis cache folder (default: ./cache)", type=str)
+    quiet: bool = setting(False, "no progress bar")
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    """How ``classify`` turns probabilities into tags (the seed's flags)."""
+
+    min_prob: float = setting(0.35, "threshold when calibrated thresholds are disabled")
+    disable_calibrated_thresholds: bool = setting(False, "use --min_prob for every label")
+    contact_min_prob: float = setting(0.35, "the contact head's --min_prob")
+    contact_disable_calibrated_thresholds: bool = setting(
+        False, "use --contact_min_prob for every contact label")
+    contact_prefix: str = setting("contact", "column prefix of the contact head")
+
+
 def add_training_args(p) -> None:
-    """The seed's split, calibration and forest flags (and ours: --learner)."""
-    p.add_argument("--min_tag_count", type=int, default=8,
-                   help="drop tags seen on fewer loops")
+    """The seed's split, calibration and forest flags (and ours: --learner, --lr_c),
+    generated from :class:`~engine.tags.model.TrainConfig`, plus --max_files and the
+    runtime flags."""
+    add_arguments(p, TrainConfig)
     p.add_argument("--max_files", type=int, default=None,
                    help="seeded random sample of N files (default: all)")
-    p.add_argument("--calibration_min_threshold", type=float, default=0.12)
-    p.add_argument("--calibration_max_threshold", type=float, default=0.80)
-    p.add_argument("--calibration_step", type=float, default=0.02)
-    p.add_argument("--low_support_cutoff", type=int, default=6,
-                   help="labels with fewer validation positives get at least the floor")
-    p.add_argument("--low_support_floor", type=float, default=0.24)
-    p.add_argument("--val_size", type=float, default=0.2)
-    p.add_argument("--test_size", type=float, default=0.2)
-    p.add_argument("--random_state", type=int, default=42)
-    p.add_argument("--n_estimators", type=int, default=600)
-    p.add_argument("--max_depth", type=int, default=0, help="0 = unlimited")
-    p.add_argument("--min_samples_leaf", type=int, default=2)
-    p.add_argument("--learner", default="rf", choices=("rf", "xgb", "auto"),
-                   help="random forest (the seed's), XGBoost, or auto: both, keep the one "
-                        "with the higher validation macro-F1")
     add_runtime_args(p)
 
 
 def add_runtime_args(p) -> None:
-    p.add_argument("--jobs", type=int, default=0,
-                   help="processes computing features (0 = one per core; 1 = in-process)")
-    p.add_argument("--no_cache", action="store_true", help="ignore and do not write the cache")
-    p.add_argument("--cache_dir", default=None, help="analysis cache folder (default: ./cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(p, TagRuntime)
 
 
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(min_tag_count=args.min_tag_count,
-                       calibration_min_threshold=args.calibration_min_threshold,
-                       calibration_max_threshold=args.calibration_max_threshold,
-                       calibration_step=args.calibration_step,
-                       low_support_cutoff=args.low_support_cutoff,
-                       low_support_floor=args.low_support_floor, val_size=args.val_size,
-                       test_size=args.test_size, random_state=args.random_state,
-                       n_estimators=args.n_estimators, max_depth=args.max_depth,
-                       min_samples_leaf=args.min_samples_leaf, learner=args.learner)
+    return from_args(TrainConfig, args)
 
 
 def runtime_kwargs(args) -> dict:
     from ..config import DEFAULT_CACHE_DIR
 
-    return {"cache_dir": args.cache_dir or DEFAULT_CACHE_DIR, "use_cache": not args.no_cache,
-            "n_jobs": -1 if args.jobs == 0 else args.jobs}
+    rt = from_args(TagRuntime, args)
+    return {"cache_dir": rt.cache_dir or DEFAULT_CACHE_DIR, "use_cache": rt.use_cache,
+            "n_jobs": -1 if rt.n_jobs == 0 else rt.n_jobs}
+
+
+def show_progress(args) -> bool:
+    return not from_args(TagRuntime, args).quiet
 
 
 class Bar:

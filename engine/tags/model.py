@@ -20,27 +20,34 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ..config import setting
 from ..errors import ModelError
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the seed's flags and defaults)."""
+    """Training settings (the seed's flags and defaults). Each field with help
+    text is a command-line flag of train-tags / train-contact /
+    compare-label-sources (:func:`engine.config.add_arguments`)."""
 
-    min_tag_count: int = 8
-    calibration_min_threshold: float = 0.12
-    calibration_max_threshold: float = 0.80
-    calibration_step: float = 0.02
-    low_support_cutoff: int = 6
-    low_support_floor: float = 0.24
-    val_size: float = 0.2
-    test_size: float = 0.2
-    random_state: int = 42
-    n_estimators: int = 600
-    max_depth: int = 0
-    min_samples_leaf: int = 2
-    learner: str = "rf"
+    min_tag_count: int = setting(8, "drop tags seen on fewer loops")
+    calibration_min_threshold: float = setting(0.12, "lowest calibrated threshold")
+    calibration_max_threshold: float = setting(0.80, "highest calibrated threshold")
+    calibration_step: float = setting(0.02, "threshold scan step")
+    low_support_cutoff: int = setting(
+        6, "labels with fewer validation positives get at least the floor")
+    low_support_floor: float = setting(0.24, "threshold floor for low-support labels")
+    val_size: float = setting(0.2, "validation share (iterative stratified split)")
+    test_size: float = setting(0.2, "test share")
+    random_state: int = setting(42, "seed of the split and the learners")
+    n_estimators: int = setting(600, "trees per label (forest / XGBoost)")
+    max_depth: int = setting(0, "tree depth (0 = unlimited)")
+    min_samples_leaf: int = setting(2, "smallest leaf (forest; XGBoost min_child_weight)")
+    learner: str = setting("rf", "random forest (the seed's), XGBoost, standardised logistic "
+                           "regression, or auto: rf and xgb, keep the one with the higher "
+                           "validation macro-F1", choices=("rf", "xgb", "lr", "auto"))
     n_jobs: int = -1
+    lr_c: float = setting(0.1, "inverse L2 strength of the lr learner")
 
     def clamped(self) -> "TrainConfig":
         """The seed's input clamping."""
@@ -53,8 +60,8 @@ class TrainConfig:
         test = float(np.clip(self.test_size, 0.05, 0.45))
         if val + test >= 0.8:
             val = test = 0.2
-        if self.learner not in ("rf", "xgb", "auto"):
-            raise ValueError(f"learner must be rf, xgb or auto, not {self.learner!r}")
+        if self.learner not in ("rf", "xgb", "lr", "auto"):
+            raise ValueError(f"learner must be rf, xgb, lr or auto, not {self.learner!r}")
         return replace(self, calibration_min_threshold=lo, calibration_max_threshold=hi,
                        calibration_step=step, low_support_floor=floor, val_size=val,
                        test_size=test, n_estimators=max(100, int(self.n_estimators)),
@@ -68,7 +75,8 @@ class TrainConfig:
 
     def model_params(self) -> dict:
         return {"n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                "min_samples_leaf": self.min_samples_leaf, "learner": self.learner}
+                "min_samples_leaf": self.min_samples_leaf, "learner": self.learner,
+                "lr_c": self.lr_c}
 
 
 class _Constant:
@@ -114,7 +122,34 @@ class MultiLabelModel:
         return out
 
 
+class ScaledLogistic:
+    """Standardised features + L2 logistic regression (class-balanced), a
+    linear learner for small, grouped real data sets where forests learn
+    the songs instead of the roles (:mod:`engine.tags.songcv`)."""
+
+    def __init__(self, C: float = 0.1, seed: int = 0):
+        self.C, self.seed = float(C), int(seed)
+
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.linear_model import LogisticRegression
+
+        X = np.asarray(X, float)
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ < 1e-12] = 1.0
+        self.lr_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000,
+                                      random_state=self.seed)
+        self.lr_.fit((X - self.mean_) / self.scale_, y, sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, X):
+        Z = (np.asarray(X, float) - self.mean_) / self.scale_
+        return self.lr_.predict_proba(np.nan_to_num(Z, posinf=0.0, neginf=0.0))
+
+
 def _make_learner(kind: str, cfg: TrainConfig, y: np.ndarray, seed: int):
+    if kind == "lr":
+        return ScaledLogistic(C=cfg.lr_c, seed=seed)
     if kind == "xgb":
         from xgboost import XGBClassifier
 
@@ -154,11 +189,15 @@ def fit_model(X: pd.DataFrame, Y: np.ndarray, classes, label_features: dict, cfg
     return MultiLabelModel(list(classes), feature_cols, dict(label_features), ests, learner)
 
 
-def _f1(y: np.ndarray, p: np.ndarray) -> float:
+def binary_f1(y: np.ndarray, p: np.ndarray) -> float:
+    """F1 of the positive class of 0/1 arrays (0 when nothing is positive)."""
     tp = float(np.sum((y == 1) & (p == 1)))
     fp = float(np.sum((y == 0) & (p == 1)))
     fn = float(np.sum((y == 1) & (p == 0)))
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0
+
+
+_f1 = binary_f1
 
 
 def _micro_macro(Y: np.ndarray, P: np.ndarray) -> tuple[float, float]:

@@ -9,8 +9,10 @@ Two sources of truth:
   plays each part (drums, bass, chords, melody lead, fx riser/downlifter/zaps,
   formant-synthesised vocal) on or off at random per loop, so the roles are
   independent and known exactly (:data:`SYNTH_PART_ROLE`).
-* **realbench MMA renders** (:func:`make_realbench_role_loops`): loops cut on the
-  ground-truth downbeats of the dev set's MMA tracks; each MIDI track's name is
+* **realbench renders** (:func:`make_realbench_role_loops`): loops cut on the
+  ground-truth downbeats of a realbench set's MMA, LMMS and Hydrogen tracks.
+  LMMS and Hydrogen truth comes from the projects
+  (:mod:`engine.tags.project_roles`); for MMA each MIDI track's name is
   the MMA track (``Drum``, ``Bass-*``, ``Walk``, ``Chord-*``, ``Plectrum``,
   ``Arpeggio``, ...), its GM program and register say what it plays
   (:func:`midi_track_role`), and its notes say when it plays. A role is on in
@@ -163,7 +165,12 @@ def midi_track_role(name: str, program: int | None, channel: int | None,
       leads, e.g. HipHop's ``Bass-Lead``);
     * ``Chord*`` and ``Plectrum*`` (strummed) -> chords;
     * ``Arpeggio``, ``Scale``, ``Solo``, ``Melody``, ``Aria`` and the
-      remaining ``Bass*`` tracks (single notes above the bass) -> melody.
+      remaining ``Bass*`` tracks (single notes above the bass) -> melody;
+    * anything else (tracks named for their instrument, e.g. the kara
+      library's ``Piano1``): None here, and :func:`midi_role_notes` lets the
+      notes decide (:func:`engine.tags.project_roles.role_from_notes`:
+      3-note chords on 40 % of starts -> chords, median below C3 -> bass,
+      else melody).
     """
     low = name.lower()
     if channel == 9 or low.startswith("drum") or (program is not None and 112 <= program <= 119):
@@ -230,8 +237,11 @@ def midi_role_notes(midi_path) -> dict:
             continue
         role = midi_track_role(name, program, channel,
                                float(np.median([n[2] for n in notes])))
-        if role is None:
-            continue
+        if role is None:            # a track named for its instrument (Piano1, CleanGuitar)
+            from .project_roles import role_from_notes
+
+            role = role_from_notes([n[2] for n in notes], [n[0] for n in notes],
+                                   [n[1] for n in notes])
         arr = np.column_stack([to_sec([n[0] for n in notes]), to_sec([n[1] for n in notes])])
         out[role] = np.vstack([out[role], arr]) if role in out else arr
     return out
@@ -279,14 +289,39 @@ def realbench_mma_tracks(devset_dir, work_dir) -> list[tuple[Path, Path, Path]]:
     return out
 
 
+def realbench_role_tracks(devset_dir, work_dir, kinds=("mma", "lmms", "hydrogen")
+                          ) -> list[tuple[Path, Path, dict]]:
+    """``[(wav, gt_json, role_notes)]`` for every track of a built realbench set
+    whose role truth can be derived (:func:`engine.tags.project_roles.song_role_notes`:
+    MMA MIDI, LMMS projects, Hydrogen songs); ``kinds`` filters by source kind."""
+    from .project_roles import song_role_notes
+
+    devset_dir = Path(devset_dir)
+    out = []
+    for js in sorted((devset_dir / "gt").glob("*.json")):
+        wav = devset_dir / "gt" / f"{js.stem}.wav"
+        try:
+            kind = json.loads(js.read_text()).get("source_kind", "")
+        except (OSError, ValueError):
+            continue
+        if not wav.is_file() or not any(kind.startswith(k) for k in kinds):
+            continue
+        notes = song_role_notes(js, work_dir)
+        if notes:
+            out.append((wav, js, notes))
+    return out
+
+
 def make_realbench_role_loops(devset_dir, work_dir, out_dir, *, bars=(2, 4),
                               per_track: int = 12, seed: int = 0, sr: int = 22050,
-                              progress=None) -> Path:
-    """Cut loops on the ground-truth downbeats of the dev set's MMA tracks and
-    write them with their role truth (``roles.csv``; see the module docstring).
+                              kinds=("mma", "lmms", "hydrogen"), progress=None) -> Path:
+    """Cut loops on the ground-truth downbeats of a realbench set's tracks (MMA,
+    LMMS, Hydrogen; :func:`realbench_role_tracks`) and write them with their
+    role truth (``roles.csv``; a role is on when :func:`roles_in_span` says so).
 
     Loops start on evenly spread bars (random offset), ``bars`` long (cycled),
-    and are written mono at ``sr``. Returns the path of ``roles.csv``.
+    and are written mono at ``sr``; near-silent cuts are skipped. Returns the
+    path of ``roles.csv``.
     """
     import soundfile as sf
     import soxr
@@ -297,22 +332,22 @@ def make_realbench_role_loops(devset_dir, work_dir, out_dir, *, bars=(2, 4),
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    tracks = realbench_mma_tracks(devset_dir, work_dir)
+    tracks = realbench_role_tracks(devset_dir, work_dir, kinds)
     if not tracks:
-        raise FileNotFoundError(f"no MMA tracks with MIDI under {devset_dir} / {work_dir}")
+        raise FileNotFoundError(f"no realbench tracks with role truth under {devset_dir} / "
+                                f"{work_dir}")
     rows = []
-    for ti, (wav, js, midi) in enumerate(tracks):
+    for ti, (wav, js, notes) in enumerate(tracks):
         gt = json.loads(js.read_text())
         downs = np.asarray(gt["downbeats_s"], float)
         end = float(gt.get("content_end_s") or gt["duration_s"])
-        notes = midi_role_notes(midi)
         y, file_sr = sf.read(str(wav), dtype="float32", always_2d=True)
         y = y.mean(axis=1)
         if file_sr != sr:
             y = soxr.resample(y, file_sr, sr)
         n_bars = len(downs)
-        starts = np.linspace(0, n_bars - max(bars) - 1, per_track).astype(int)
-        starts = np.clip(starts + rng.integers(0, 2, size=starts.size), 0, None)
+        starts = np.linspace(0, max(n_bars - max(bars) - 1, 0), per_track).astype(int)
+        starts = np.unique(np.clip(starts + rng.integers(0, 2, size=starts.size), 0, None))
         for k, b0 in enumerate(starts):
             nb = bars[k % len(bars)]
             if b0 + nb >= n_bars:
@@ -321,9 +356,11 @@ def make_realbench_role_loops(devset_dir, work_dir, out_dir, *, bars=(2, 4),
             if t1 > end:
                 continue
             seg = y[int(round(t0 * sr)):int(round(t1 * sr))]
-            if seg.size < sr or np.max(np.abs(seg)) < 1e-3:
+            if seg.size < sr or np.max(np.abs(seg)) < 1e-2:
                 continue
             roles = roles_in_span(notes, t0, t1)
+            if not roles:
+                continue
             p = out / f"{js.stem}__bar{b0:03d}_{nb}bars.wav"
             with atomic_path(p) as tmp:
                 sf.write(tmp, seg, sr, subtype="PCM_16", format="WAV")
