@@ -578,3 +578,17 @@ def test_segment_keys_and_cli_with_bar_grid(tmp_path, capsys):
     tr.write(path)
     assert main(["key", "--input", str(path), "--bars"]) == 0
     assert "E major" in capsys.readouterr().out
+
+
+def test_harmonic_discount_removes_the_twelfth_of_a_low_note():
+    """The optional harmonic discount takes a C's 3rd partial (a G) out of the chroma."""
+    t = np.arange(int(3 * SR)) / SR
+    f0 = 440.0 * 2 ** ((48 - 69) / 12)                # C3, 130.8 Hz
+    y = sum(0.6 ** (h - 1) * np.sin(2 * np.pi * h * f0 * t) for h in range(1, 5)).astype(np.float32)
+    plain = track_chroma(y, SR, harmonic_discount=0.0).values.mean(axis=1)
+    clean = track_chroma(y, SR, harmonic_discount=0.5).values.mean(axis=1)
+    assert plain[7] > 0.5 * plain[0]                   # G (3rd partial) is strong in a plain chroma
+    assert clean[7] < 0.5 * plain[7]                   # ... and much weaker once discounted
+    assert clean[0] == pytest.approx(plain[0], rel=0.2)
+    np.testing.assert_array_equal(track_chroma(y, SR).values,
+                                  track_chroma(y, SR, harmonic_discount=0.0).values)
