@@ -516,7 +516,9 @@ def test_bar_evidence_hears_resolution(tonic):
     assert bars.n_bars == 8 and bars.phrase.sum() == 2
     ev = bar_evidence(bars)
     assert int(np.argmax(ev["phrase_one"])) == tonic
-    assert int(np.argmax(ev["bar_one"])) == tonic
+    # (bar one over ALL bars of I-V-vi-IV weighs I and vi alike, so with the
+    # harmonic discount it may name the relative minor: only phrase starts decide)
+    assert int(np.argmax(ev["bar_one"])) % 12 in (tonic, (tonic + 9) % 12)
     # ii-V-I: the only dominant that resolves over a bar line is the key's own
     tr = synth_track(112.0, n_bars=8, key=(tonic, "major"), progression=("ii", "V", "I", "I"),
                      instruments=("chords",), sr=SR, stereo=False, seed=tonic)
@@ -581,7 +583,9 @@ def test_segment_keys_and_cli_with_bar_grid(tmp_path, capsys):
 
 
 def test_harmonic_discount_removes_the_twelfth_of_a_low_note():
-    """The optional harmonic discount takes a C's 3rd partial (a G) out of the chroma."""
+    """The harmonic discount (on by default) takes a C's 3rd partial (a G) out of the chroma."""
+    from engine.key import HARMONIC_DISCOUNT
+
     t = np.arange(int(3 * SR)) / SR
     f0 = 440.0 * 2 ** ((48 - 69) / 12)                # C3, 130.8 Hz
     y = sum(0.6 ** (h - 1) * np.sin(2 * np.pi * h * f0 * t) for h in range(1, 5)).astype(np.float32)
@@ -591,4 +595,4 @@ def test_harmonic_discount_removes_the_twelfth_of_a_low_note():
     assert clean[7] < 0.5 * plain[7]                   # ... and much weaker once discounted
     assert clean[0] == pytest.approx(plain[0], rel=0.2)
     np.testing.assert_array_equal(track_chroma(y, SR).values,
-                                  track_chroma(y, SR, harmonic_discount=0.0).values)
+                                  track_chroma(y, SR, harmonic_discount=HARMONIC_DISCOUNT).values)
