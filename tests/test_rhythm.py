@@ -132,3 +132,19 @@ def test_meter_is_detected_by_default():
                             stereo=False, seed=bpm)
         grid = _analyse(track, 0)
         assert grid.beats_per_bar == bpb and grid.meter == f"{bpb}/4"
+
+
+def test_harmonic_cues_are_trusted_only_on_tonal_tracks():
+    """The beat/off-beat and bar-one cues weigh harmonic change by how tonal
+    the track is: a drum track's chroma must not decide where the beat is."""
+    from engine.rhythm import _beat_sync_chroma, _tonality
+
+    out = {}
+    for name, inst in (("drums", ("drums",)), ("band", ("drums", "bass", "chords"))):
+        tr = synth_track(120, n_bars=8, sr=SR, stereo=False, seed=7, key="A minor",
+                         instruments=inst)
+        y = tr.audio[:, 0]
+        tf, od = compute_track_features(y, SR, AnalysisConfig())
+        beats = np.arange(0.5, len(y) / SR - 0.5, 0.5)
+        out[name] = _tonality(_beat_sync_chroma(tf.chroma, tf.fps, beats), od)
+    assert out["drums"] < 0.5 < out["band"]

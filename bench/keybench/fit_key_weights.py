@@ -149,6 +149,11 @@ def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     grid = "--grid" in args
     args = [a for a in args if a != "--grid"]
+    if "--harmonic-discount" in args:             # try another engine.key.HARMONIC_DISCOUNT
+        i = args.index("--harmonic-discount")
+        K.HARMONIC_DISCOUNT = float(args[i + 1])
+        del args[i:i + 2]
+        print(f"HARMONIC_DISCOUNT = {K.HARMONIC_DISCOUNT}")
     folder = Path((args or ["/tmp/looplab-keybench"])[0])
     if not (folder / "BUILD_INFO.json").exists():
         print(f"{folder} is not built: python bench/keybench/build_keybench.py {folder}")
@@ -182,8 +187,12 @@ def main(argv=None) -> int:
                 continue
             cls = [classify(t, int(e)) for t, e in zip(y[m], (X[m] @ w).argmax(axis=1))]
             c = collections.Counter(cls)
+            major = y[m] < 12
+            up = sum(1 for x, mj in zip(cls, major) if x == "fifth" and mj)
             print(f"  {g:<10} {'started late' if is_late else 'as rendered':<12} n={len(cls):>4} "
-                  f"exact {c['exact'] / len(cls):.3f} MIREX {np.mean([MIREX.get(x, 0) for x in cls]):.3f}")
+                  f"exact {c['exact'] / len(cls):.3f} MIREX {np.mean([MIREX.get(x, 0) for x in cls]):.3f}"
+                  f"  fifth-up {up}/{int(major.sum())} majors"
+                  f"  ({', '.join(f'{k} {v}' for k, v in sorted(c.items()) if k != 'exact')})")
     return 0
 
 
