@@ -173,7 +173,7 @@ def test_seamless_repeats_and_periods_come_from_note_level_bar_content():
     # the last 4 bars of the section: compared with the bars before it
     assert continues_like_start(truth, 8, 4) and not continues_like_start(truth, 9, 2)
     lab = label_windows(truth, [0, 0, 2, 24, 24, 26], [8, 2, 10, 28, 26, 28])
-    assert lab["relevance"].tolist() == [3, 1, 2, 3, 1, 1]   # 1-bar groove loops are too short
+    assert lab["relevance"].tolist() == [3, 1, 2, 3, 1, 1]   # 1-bar loops rank below phrases
     # a through-composed chart (no period): a phrase of 4 whose next bars start like it
     chart = LoopTruth(track_id="c", downbeats=np.arange(17) * 2.0, beats_per_bar=4,
                       bar_section=np.zeros(16, int), bar_content=np.ones(16, bool), phrase_bars=4,
@@ -181,8 +181,10 @@ def test_seamless_repeats_and_periods_come_from_note_level_bar_content():
                       bar_pattern=np.array([0, 1, 2, 3, 0, 1, 3, 3, 0, 1, 2, 3, 4, 1, 0, 0]))
     chart.bar_period = section_periods(chart.bar_pattern, chart.bar_section)
     assert chart.bar_period[0] == 0
-    lab = label_windows(chart, [0, 0, 0], [16, 8, 4])
-    assert lab["relevance"].tolist() == [3, 3, 1]
+    lab = label_windows(chart, [0, 0, 0, 2], [16, 8, 4, 10])
+    # labels v3: 8 and 4 bars from the start repeat seamlessly; 2 bars (jumps back at the
+    # seam) and 4 bars from bar 1 (mid-phrase) stay in the section: 2
+    assert lab["relevance"].tolist() == [3, 3, 2, 2]
 
 
 def test_lmms_notes_give_bar_content():
