@@ -182,6 +182,46 @@ def _muted(e) -> bool:
     return e.get("muted", "0") == "1"
 
 
+def _song_layout(project, beats_per_bar: int):
+    """Parsed project, its song-editor tracks, ticks per bar and one pass's length.
+
+    One pass is the song's length rounded up to a whole 4/4 bar (192 ticks), as
+    the realbench builder repeats short songs.
+    """
+    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
+    tc = root.find("song/trackcontainer")
+    if tc is None:
+        raise ValueError("LMMS project has no song track container")
+    tracks = tc.findall("track")
+    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
+    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
+    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
+    return root, tracks, bar_ticks, int(math.ceil(end / 192.0)) * 192
+
+
+def _bb_patterns(root) -> tuple[dict, dict]:
+    """Beat/bassline patterns with notes, by bb index: note starts and length (ticks).
+
+    The length is the longest pattern with notes at that index (12 ticks a step).
+    """
+    bb_notes: dict = {}
+    bb_len: dict = {}
+    for btr in root.iter("bbtrack"):
+        inner = btr.find("trackcontainer")
+        if inner is None:
+            continue
+        for itr in inner.findall("track"):
+            if _muted(itr) or itr.get("type") == "5":
+                continue
+            for idx, pat in enumerate(itr.findall("pattern")):
+                notes = pat.findall("note")
+                if notes:
+                    steps = int(pat.get("steps", "16") or 16)
+                    bb_len[idx] = max(bb_len.get(idx, 0), steps * 12)
+                    bb_notes.setdefault(idx, []).extend(int(n.get("pos", "0")) for n in notes)
+    return bb_notes, bb_len
+
+
 def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: int = 1
                       ) -> list[frozenset]:
     """Which song-editor tracks play in each bar of an LMMS render.
@@ -207,15 +247,7 @@ def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
     list of frozenset
         Track indices playing in each bar.
     """
-    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
-    tc = root.find("song/trackcontainer")
-    if tc is None:
-        raise ValueError("LMMS project has no song track container")
-    tracks = tc.findall("track")
-    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
-    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
-    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
-    one_pass = int(math.ceil(end / 192.0)) * 192       # as the realbench builder repeats songs
+    root, tracks, bar_ticks, one_pass = _song_layout(project, beats_per_bar)
     # beat/bassline patterns with notes, by bb index
     bb_has_notes: dict = {}
     bbtracks = [tr for tr in tracks if tr.get("type") == "1"]
@@ -289,31 +321,9 @@ def lmms_bar_note_activity(project, n_bars: int, *, beats_per_bar: int = 4, repe
     notes (repeating every pattern length) falls in it, a sample track when its
     clip spans the bar. ``repeats`` as in :func:`lmms_bar_activity`.
     """
-    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
-    tc = root.find("song/trackcontainer")
-    if tc is None:
-        raise ValueError("LMMS project has no song track container")
-    tracks = tc.findall("track")
-    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
-    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
-    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
-    one_pass = int(math.ceil(end / 192.0)) * 192
+    root, tracks, bar_ticks, one_pass = _song_layout(project, beats_per_bar)
     # note starts (ticks) and pattern length of every beat/bassline pattern, by bb index
-    bb_notes: dict = {}
-    bb_len: dict = {}
-    for btr in root.iter("bbtrack"):
-        inner = btr.find("trackcontainer")
-        if inner is None:
-            continue
-        for itr in inner.findall("track"):
-            if _muted(itr) or itr.get("type") == "5":
-                continue
-            for idx, pat in enumerate(itr.findall("pattern")):
-                notes = pat.findall("note")
-                if notes:
-                    steps = int(pat.get("steps", "16") or 16)
-                    bb_len[idx] = max(bb_len.get(idx, 0), steps * 12)
-                    bb_notes.setdefault(idx, []).extend(int(n.get("pos", "0")) for n in notes)
+    bb_notes, bb_len = _bb_patterns(root)
     active = [set() for _ in range(n_bars)]
 
     def mark(t0: int, t1: int, tid: int):
@@ -384,28 +394,9 @@ def lmms_bar_patterns(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
     equal keys sound alike (automation aside). ``repeats`` as in
     :func:`lmms_bar_activity`.
     """
-    root = project if isinstance(project, ET.Element) else read_lmms_project(project)
-    tc = root.find("song/trackcontainer")
-    if tc is None:
-        raise ValueError("LMMS project has no song track container")
-    tracks = tc.findall("track")
-    bar_ticks = LMMS_TICKS_PER_QUARTER * beats_per_bar
-    clips = [e for tr in tracks for e in tr if e.tag in LMMS_CLIP_TAGS and e.get("pos") is not None]
-    end = max((int(e.get("pos")) + int(e.get("len", "0")) for e in clips), default=0)
-    one_pass = int(math.ceil(end / 192.0)) * 192
+    root, tracks, bar_ticks, one_pass = _song_layout(project, beats_per_bar)
     # beat/bassline length (ticks) per bb index: its longest pattern with notes
-    bb_len: dict = {}
-    for btr in root.iter("bbtrack"):
-        inner = btr.find("trackcontainer")
-        if inner is None:
-            continue
-        for itr in inner.findall("track"):
-            if _muted(itr) or itr.get("type") == "5":
-                continue
-            for idx, pat in enumerate(itr.findall("pattern")):
-                if pat.find("note") is not None:
-                    steps = int(pat.get("steps", "16") or 16)
-                    bb_len[idx] = max(bb_len.get(idx, 0), steps * 12)
+    _notes, bb_len = _bb_patterns(root)
     bars = [set() for _ in range(n_bars)]
     bb_index = 0
     for tid, tr in enumerate(tracks):

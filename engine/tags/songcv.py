@@ -191,6 +191,19 @@ def label_matrix(tag_lists, classes=ROLES) -> np.ndarray:
     return np.array([[c in set(t) for c in classes] for t in tag_lists], int)
 
 
+def _mix_rows(X: pd.DataFrame, tags, kind, song, mix: MixConfig):
+    """The rows a mix trains on (no generated rows when its share is 0, no
+    part renders unless asked) and their role matrix, kinds and songs."""
+    kind, song = np.asarray(kind), np.asarray(song)
+    keep = np.ones(len(X), bool)
+    if mix.synth_share <= 0:
+        keep &= kind != "synth"
+    if not mix.use_parts:
+        keep &= kind != "part"
+    Y = label_matrix([t for t, k in zip(tags, keep) if k])
+    return X[keep].reset_index(drop=True), Y, kind[keep], song[keep]
+
+
 def evaluate_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=None) -> dict:
     """Grouped-by-song cross-validation of one training mix.
 
@@ -209,14 +222,7 @@ def evaluate_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=Non
         ``role_report`` of the real full-mix rows (out-of-fold, cross-fitted
         thresholds) plus the mix settings.
     """
-    kind, song = np.asarray(kind), np.asarray(song)
-    keep = np.ones(len(X), bool)
-    if mix.synth_share <= 0:
-        keep &= kind != "synth"
-    if not mix.use_parts:
-        keep &= kind != "part"
-    X, kind, song = X[keep].reset_index(drop=True), kind[keep], song[keep]
-    Y = label_matrix([t for t, k in zip(tags, keep) if k])
+    X, Y, kind, song = _mix_rows(X, tags, kind, song, mix)
     classes = list(ROLES)
     cfg = mix.train_config()
     folds = song_folds(song, mix.folds, mix.seed)
@@ -244,14 +250,7 @@ def train_roles_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=
         A tag-head bundle (:func:`engine.tags.model.save_bundle`).
     report : dict
     """
-    kind, song = np.asarray(kind), np.asarray(song)
-    keep = np.ones(len(X), bool)
-    if mix.synth_share <= 0:
-        keep &= kind != "synth"
-    if not mix.use_parts:
-        keep &= kind != "part"
-    X, kind, song = X[keep].reset_index(drop=True), kind[keep], song[keep]
-    Y = label_matrix([t for t, k in zip(tags, keep) if k])
+    X, Y, kind, song = _mix_rows(X, tags, kind, song, mix)
     present = Y.sum(axis=0) > 0
     classes = [c for c, p in zip(ROLES, present) if p]
     Y = Y[:, present]
