@@ -7,6 +7,7 @@ from dashboard import nav, state
 from dashboard.widgets import Progress
 from engine.config import AUDIO_EXTENSIONS
 from engine.errors import LoopLabError
+from engine.loopview import key_text
 
 st.title("LoopLab")
 st.markdown(
@@ -57,7 +58,7 @@ with right:
     else:
         for row in tracks.head(8).itertuples(index=False):
             bpm = f"{row.bpm:.1f} BPM" if row.bpm == row.bpm and row.bpm else "not analysed"
-            key = f" · {row.key} ({row.camelot})" if isinstance(row.key, str) and row.key else ""
+            key = f" · {key_text(row.key, row.camelot)}" if key_text(row.key) else ""
             c1, c2 = st.columns([4, 1], vertical_alignment="center")
             c1.markdown(f"**{row.original_name}**  \n{bpm}{key}")
             if c2.button("Open", key=f"open_{row.track_id}"):

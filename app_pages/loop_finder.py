@@ -8,7 +8,7 @@ from dashboard.widgets import Progress, loop_player
 from engine.config import ExportConfig
 from engine.errors import LoopLabError
 from engine.library import MAX_FIXED_BPM, MIN_FIXED_BPM, grid_fix
-from engine.loopview import MAIN_FEATURES, bars_text, format_time, loop_table, waveform_view
+from engine.loopview import MAIN_FEATURES, bars_text, format_time, key_text, loop_table, waveform_view
 
 st.title("Loop finder")
 ws = state.workspace()
@@ -31,8 +31,8 @@ info = {r.track_id: r for r in tracks.itertuples(index=False)}
 def _label(tid: str) -> str:
     # no BPM here: a grid fix changes it, and the grid line below always shows the current one
     r = info[tid]
-    key = f" · {r.key} ({r.camelot})" if isinstance(r.key, str) and r.key else ""
-    return f"{names[tid]}{key}"
+    key = key_text(r.key, r.camelot)
+    return f"{names[tid]} · {key}" if key else names[tid]
 
 
 track_id = st.selectbox("Track", list(names), format_func=_label, key="track",
@@ -156,7 +156,7 @@ def loop_section() -> None:
         st.markdown(f"#### Selected: loop #{selected_rank} · {bars_text(sel_row['bars'])} · "
                     f"{format_time(sel_row['start_time'])} → {format_time(sel_row['end_time'])} · "
                     f"{sel_row['end_time'] - sel_row['start_time']:.2f} s · "
-                    f"{sel_row.get('key') or ''} {sel_row.get('camelot') or ''}"
+                    f"{key_text(sel_row.get('key'), sel_row.get('camelot'))}"
                     + (f" · your label: **{current}**" if current else ""))
         loop_player(track_id, sel_row, export_cfg, current_label=current, key_prefix="sel",
                     title=False)

@@ -8,6 +8,7 @@ from dashboard import nav, state
 from dashboard.widgets import Progress
 from engine.config import AUDIO_EXTENSIONS
 from engine.errors import LoopLabError
+from engine.loopview import key_text
 
 st.title("Add tracks")
 ws = state.workspace()
@@ -26,7 +27,7 @@ def _result_rows(results) -> pd.DataFrame:
             "status": ("ok" + (" (already there)" if get("already_there") else ""))
             if ok else "FAILED",
             "BPM": f"{float(get('bpm')):.1f}" if ok and get("bpm") else "",
-            "key": f"{get('key')} ({get('camelot')})" if ok and get("key") else "",
+            "key": key_text(get("key"), get("camelot")) if ok else "",
             "loops": str(int(get("n_loops") or 0)) if ok else "",
             "what happened": "; ".join(w for w in (get("warnings") or []) if w) if ok
             else get("error"),

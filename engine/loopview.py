@@ -15,7 +15,7 @@ import pandas as pd
 
 from .candidates import bar_lines
 from .config import RankConfig
-from .pipeline import TrackAnalysis, rank_track
+from .pipeline import TrackAnalysis, load_scorer, rank_track
 
 #: Features shown next to the score (name in the candidate table -> column title).
 MAIN_FEATURES = {
@@ -110,7 +110,10 @@ def rank_view(analysis: TrackAnalysis, *, top_k: int = 5, bars=None,
     rank_cfg : RankConfig, optional
         Weights and overlap; ``top_k`` overrides its own.
     scorer : LoopScorer, optional
-        A trained loop-quality model (else the heuristic).
+        A trained loop-quality model. By default the one ``rank_cfg`` names
+        (:func:`engine.pipeline.load_scorer`: the shipped model unless its
+        ``model_path`` says otherwise; ``"heuristic"`` ranks by the heuristic),
+        so the dashboard ranks exactly as ``extract`` does.
 
     Returns
     -------
@@ -129,8 +132,17 @@ def rank_view(analysis: TrackAnalysis, *, top_k: int = 5, bars=None,
             empty = add_sample_positions(analysis.candidates.iloc[0:0], sr)
             return empty, empty.assign(rank=pd.Series(dtype=int))
         view = dataclasses.replace(analysis, candidates=cands)
+    if scorer is None:
+        scorer = load_scorer(cfg)
     scored, selected = rank_track(view, cfg, scorer)
     return add_sample_positions(scored, sr), add_sample_positions(selected, sr)
+
+
+def key_text(key, camelot=None) -> str:
+    """``"F# minor (11A)"``, ``"no clear key"`` or ``""`` (missing values dropped)."""
+    key = key if isinstance(key, str) else ""
+    cam = camelot if isinstance(camelot, str) and camelot else ""
+    return f"{key} ({cam})" if key and cam else key
 
 
 def format_time(seconds: float) -> str:

@@ -26,10 +26,11 @@ def demo_track(synth_dir):
 
 @pytest.fixture(scope="session")
 def short_track(synth_dir):
-    """An 8-bar, 124 BPM, A minor stereo track (quick to analyse) and its path."""
+    """A 16-bar, 124 BPM, A minor stereo track (quick to analyse; room for several distinct
+    phrase-length loops) and its path."""
     from engine.synth import synth_track
 
-    track = synth_track(124.0, n_bars=8, seed=11)
+    track = synth_track(124.0, n_bars=16, seed=11)
     return track, track.write(synth_dir / "short 124bpm.wav")
 
 

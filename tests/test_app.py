@@ -90,7 +90,7 @@ def test_label_buttons_store_labels(full_ws):
 
 def test_k_slider_changes_the_table(full_ws):
     at = _app(nav.path("loop_finder"))
-    assert len(at.dataframe[0].value) >= 3          # 8-bar track: 3-5 distinct loops at K=5
+    assert len(at.dataframe[0].value) >= 3          # 16-bar track: 3-5 distinct loops at K=5
     at.slider(key="k").set_value(1).run()
     assert not at.exception and len(at.dataframe[0].value) == 1
     at.slider(key="k").set_value(2).run()

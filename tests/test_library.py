@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from engine.config import AnalysisConfig, ExportConfig
+from engine.config import AnalysisConfig, ExportConfig, RankConfig
 from engine.errors import LoopLabError
 from engine.library import LABEL_CSV_COLUMNS, Workspace, grid_fix, params_key
-from engine.loopview import loop_table, rank_view, waveform_view
+from engine.loopview import key_text, loop_table, rank_view, waveform_view
 
 
 @pytest.fixture()
@@ -34,7 +34,8 @@ def test_ingest_reports_every_file_in_plain_words(tmp_path, short_track):
     res = ws.ingest([short_track[1], empty, text],
                     progress=lambda d, t, m: seen.append((d, t, m)))
     ok, bad1, bad2 = res
-    assert ok.ok and abs(ok.bpm - 124.0) < 1.0 and ok.key == "A minor" and ok.n_loops >= 3
+    # the model's top loops are phrase-length, and distinct
+    assert ok.ok and abs(ok.bpm - 124.0) < 1.0 and ok.key == "A minor" and ok.n_loops >= 2
     assert not bad1.ok and "empty.wav" in bad1.error and "empty" in bad1.error
     assert not bad2.ok and "notes.mp3" in bad2.error and "not a readable audio file" in bad2.error
     for r in (bad1, bad2):
@@ -83,6 +84,16 @@ def test_rank_view_and_table(ws):
     table = loop_table(sel, ws.labels(tid))
     assert table["your label"].tolist() == ["good", "", ""]
     assert {"rank", "start", "bars", "BPM", "key", "Camelot", "score"} <= set(table.columns)
+    # the dashboard ranks as extract does: with the shipped loop-quality model
+    assert sel1["score_source"].iloc[0] == "model:loop_ranker"
+    _, heur = rank_view(a, top_k=1, rank_cfg=RankConfig(model_path="heuristic"))
+    assert heur["score_source"].iloc[0] == "heuristic"
+
+
+def test_key_text_drops_missing_values():
+    assert key_text("F# minor", "11A") == "F# minor (11A)"
+    assert key_text("no clear key", float("nan")) == "no clear key"
+    assert key_text(None, None) == "" and key_text(float("nan")) == ""
 
 
 def test_grid_fix_settings():
