@@ -199,6 +199,31 @@ def _song_layout(project, beats_per_bar: int):
     return root, tracks, bar_ticks, int(math.ceil(end / 192.0)) * 192
 
 
+def _song_clips(tracks):
+    """Every clip of the unmuted song-editor tracks, in track order.
+
+    Yields
+    ------
+    tid, ttype, bb, clip
+        Track index, LMMS track type ("0" instrument, "1" beat/bassline,
+        "2" sample), the beat/bassline index of a type-1 track (counted over
+        all type-1 tracks, muted ones too; None otherwise) and the clip element.
+    """
+    bb_index = 0
+    for tid, tr in enumerate(tracks):
+        ttype = tr.get("type")
+        this_bb = None
+        if ttype == "1":
+            this_bb = bb_index
+            bb_index += 1
+        if _muted(tr) or ttype not in ("0", "1", "2"):
+            continue
+        for e in tr:
+            if e.get("pos") is None or _muted(e):
+                continue
+            yield tid, ttype, this_bb, e
+
+
 def _bb_patterns(root) -> tuple[dict, dict]:
     """Beat/bassline patterns with notes, by bb index: note starts and length (ticks).
 
@@ -272,28 +297,18 @@ def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
             for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
                 active[b].add(tid)
 
-    bb_index = 0
-    for tid, tr in enumerate(tracks):
-        ttype = tr.get("type")
-        if ttype == "1":
-            this_bb = bb_index
-            bb_index += 1
-        if _muted(tr) or ttype not in ("0", "1", "2"):
-            continue
-        for e in tr:
-            if e.get("pos") is None or _muted(e):
+    for tid, ttype, this_bb, e in _song_clips(tracks):
+        pos = int(e.get("pos"))
+        if ttype == "0" and e.tag == "pattern":
+            notes = e.findall("note")
+            if not notes:
                 continue
-            pos = int(e.get("pos"))
-            if ttype == "0" and e.tag == "pattern":
-                notes = e.findall("note")
-                if not notes:
-                    continue
-                mark(pos, pos + _pattern_length(e, notes), tid)
-            elif ttype == "1" and e.tag == "bbtco":
-                if bb_has_notes.get(this_bb, True):
-                    mark(pos, pos + int(e.get("len", "192")), tid)
-            elif ttype == "2" and e.tag == "sampletco":
+            mark(pos, pos + _pattern_length(e, notes), tid)
+        elif ttype == "1" and e.tag == "bbtco":
+            if bb_has_notes.get(this_bb, True):
                 mark(pos, pos + int(e.get("len", "192")), tid)
+        elif ttype == "2" and e.tag == "sampletco":
+            mark(pos, pos + int(e.get("len", "192")), tid)
     return [frozenset(a) for a in active]
 
 
@@ -331,40 +346,30 @@ def lmms_bar_note_activity(project, n_bars: int, *, beats_per_bar: int = 4, repe
         for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
             active[b].add(tid)
 
-    bb_index = 0
-    for tid, tr in enumerate(tracks):
-        ttype = tr.get("type")
-        if ttype == "1":
-            this_bb = bb_index
-            bb_index += 1
-        if _muted(tr) or ttype not in ("0", "1", "2"):
-            continue
-        for e in tr:
-            if e.get("pos") is None or _muted(e):
-                continue
-            for rep in range(max(1, repeats)):
-                p0 = int(e.get("pos")) + rep * one_pass
-                if ttype == "0" and e.tag == "pattern":
-                    for n in e.findall("note"):
-                        t = p0 + int(n.get("pos", "0"))
-                        ln = int(n.get("len", "0"))
-                        mark(t, t + (ln if ln > 0 else 12), tid)
-                elif ttype == "1" and e.tag == "bbtco":
-                    if this_bb not in bb_len:
-                        continue
-                    ln, per = int(e.get("len", "192")), max(1, bb_len[this_bb])
-                    for b in range(max(0, p0 // bar_ticks),
-                                   min(n_bars - 1, (p0 + max(ln, 1) - 1) // bar_ticks) + 1):
-                        o0 = max(0, b * bar_ticks - p0)
-                        o1 = min(ln, (b + 1) * bar_ticks - p0)
-                        for q in bb_notes[this_bb]:
-                            q %= per
-                            k = -(-(o0 - q) // per)
-                            if q + k * per < o1:
-                                active[b].add(tid)
-                                break
-                elif ttype == "2" and e.tag == "sampletco":
-                    mark(p0, p0 + int(e.get("len", "192")), tid)
+    for tid, ttype, this_bb, e in _song_clips(tracks):
+        for rep in range(max(1, repeats)):
+            p0 = int(e.get("pos")) + rep * one_pass
+            if ttype == "0" and e.tag == "pattern":
+                for n in e.findall("note"):
+                    t = p0 + int(n.get("pos", "0"))
+                    ln = int(n.get("len", "0"))
+                    mark(t, t + (ln if ln > 0 else 12), tid)
+            elif ttype == "1" and e.tag == "bbtco":
+                if this_bb not in bb_len:
+                    continue
+                ln, per = int(e.get("len", "192")), max(1, bb_len[this_bb])
+                for b in range(max(0, p0 // bar_ticks),
+                               min(n_bars - 1, (p0 + max(ln, 1) - 1) // bar_ticks) + 1):
+                    o0 = max(0, b * bar_ticks - p0)
+                    o1 = min(ln, (b + 1) * bar_ticks - p0)
+                    for q in bb_notes[this_bb]:
+                        q %= per
+                        k = -(-(o0 - q) // per)
+                        if q + k * per < o1:
+                            active[b].add(tid)
+                            break
+            elif ttype == "2" and e.tag == "sampletco":
+                mark(p0, p0 + int(e.get("len", "192")), tid)
     return [frozenset(a) for a in active]
 
 
@@ -398,39 +403,29 @@ def lmms_bar_patterns(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
     # beat/bassline length (ticks) per bb index: its longest pattern with notes
     _notes, bb_len = _bb_patterns(root)
     bars = [set() for _ in range(n_bars)]
-    bb_index = 0
-    for tid, tr in enumerate(tracks):
-        ttype = tr.get("type")
-        if ttype == "1":
-            this_bb = bb_index
-            bb_index += 1
-        if _muted(tr) or ttype not in ("0", "1", "2"):
-            continue
-        for e in tr:
-            if e.get("pos") is None or _muted(e):
-                continue
-            pos = int(e.get("pos"))
-            for rep in range(max(1, repeats)):
-                p0 = pos + rep * one_pass
-                if ttype == "0" and e.tag == "pattern":
-                    for n in e.findall("note"):
-                        t = p0 + int(n.get("pos", "0"))
-                        b = t // bar_ticks
-                        if 0 <= b < n_bars:
-                            bars[b].add((tid, int(n.get("key", "0")), t % bar_ticks,
-                                         int(n.get("len", "0"))))
-                elif ttype in ("1", "2") and e.tag in ("bbtco", "sampletco"):
-                    ln = int(e.get("len", "192"))
-                    if ttype == "1" and this_bb not in bb_len:
-                        continue
-                    period = max(bar_ticks, bb_len.get(this_bb, bar_ticks)) if ttype == "1" else None
-                    b0, b1 = p0 // bar_ticks, (p0 + max(ln, 1) - 1) // bar_ticks
-                    for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
-                        off = b * bar_ticks - p0
-                        if ttype == "1":
-                            bars[b].add((tid, "bb", this_bb, off % period))
-                        else:
-                            bars[b].add((tid, "sample", e.get("src", ""), off // bar_ticks))
+    for tid, ttype, this_bb, e in _song_clips(tracks):
+        pos = int(e.get("pos"))
+        for rep in range(max(1, repeats)):
+            p0 = pos + rep * one_pass
+            if ttype == "0" and e.tag == "pattern":
+                for n in e.findall("note"):
+                    t = p0 + int(n.get("pos", "0"))
+                    b = t // bar_ticks
+                    if 0 <= b < n_bars:
+                        bars[b].add((tid, int(n.get("key", "0")), t % bar_ticks,
+                                     int(n.get("len", "0"))))
+            elif ttype in ("1", "2") and e.tag in ("bbtco", "sampletco"):
+                ln = int(e.get("len", "192"))
+                if ttype == "1" and this_bb not in bb_len:
+                    continue
+                period = max(bar_ticks, bb_len.get(this_bb, bar_ticks)) if ttype == "1" else None
+                b0, b1 = p0 // bar_ticks, (p0 + max(ln, 1) - 1) // bar_ticks
+                for b in range(max(0, b0), min(n_bars - 1, b1) + 1):
+                    off = b * bar_ticks - p0
+                    if ttype == "1":
+                        bars[b].add((tid, "bb", this_bb, off % period))
+                    else:
+                        bars[b].add((tid, "sample", e.get("src", ""), off // bar_ticks))
     return [frozenset(x) for x in bars]
 
 
