@@ -273,21 +273,10 @@ def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
         Track indices playing in each bar.
     """
     root, tracks, bar_ticks, one_pass = _song_layout(project, beats_per_bar)
-    # beat/bassline patterns with notes, by bb index
-    bb_has_notes: dict = {}
-    bbtracks = [tr for tr in tracks if tr.get("type") == "1"]
-    for k, tr in enumerate(bbtracks):
-        bb_has_notes[k] = False
-    for btr in root.iter("bbtrack"):
-        inner = btr.find("trackcontainer")
-        if inner is None:
-            continue
-        for itr in inner.findall("track"):
-            if _muted(itr) or itr.get("type") == "5":
-                continue
-            for idx, pat in enumerate(itr.findall("pattern")):
-                if pat.find("note") is not None:
-                    bb_has_notes[idx] = True
+    # beat/bassline patterns with notes, by bb index (an index past the
+    # song's beat/bassline tracks counts as playing)
+    bb_notes, _bb_len = _bb_patterns(root)
+    n_bb = sum(tr.get("type") == "1" for tr in tracks)
     active = [set() for _ in range(n_bars)]
 
     def mark(t0: int, t1: int, tid: int):
@@ -305,7 +294,7 @@ def lmms_bar_activity(project, n_bars: int, *, beats_per_bar: int = 4, repeats: 
                 continue
             mark(pos, pos + _pattern_length(e, notes), tid)
         elif ttype == "1" and e.tag == "bbtco":
-            if bb_has_notes.get(this_bb, True):
+            if this_bb in bb_notes or this_bb >= n_bb:
                 mark(pos, pos + int(e.get("len", "192")), tid)
         elif ttype == "2" and e.tag == "sampletco":
             mark(pos, pos + int(e.get("len", "192")), tid)
