@@ -5,8 +5,11 @@ The pipeline (:func:`analyse_rhythm`):
 1. **Tempo** from the periodicity spectrum of the onset envelopes
    (:mod:`engine.tempo`): a harmonic comb over the whole track picks the beat
    level and rejects 2/3 and 3/2 readings (a bar-periodic rhythm has no line
-   there); backbeat, kick and a mild prior settle half/double. The user can
-   fix it (``AnalysisConfig.bpm``).
+   there); backbeat, kick and a mild prior pick the level in the DJ range,
+   then a learned octave check (:mod:`engine.tempo_octave`: drum placement,
+   onset density per beat, harmonic rhythm) keeps it, halves it or doubles
+   it, a little outside the range if need be. The user can fix it
+   (``AnalysisConfig.bpm``).
 2. **Beat grid**: the period and phase whose comb best fits the onsets of the
    whole track (continuous, refined to parts per million, not a lag bin).
    When librosa's tracked beats do not keep one position against that grid
@@ -443,6 +446,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     import librosa
 
     from . import tempo as tempomod
+    from .tempo_octave import resolve_octave
 
     where = f"{path}: " if path else ""
     od = onsets or onset_data(y, sr, n_fft=config.n_fft, hop_length=config.hop_length)
@@ -466,7 +470,16 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
                                       od.fps, config.min_bpm, config.max_bpm)
         if not np.isfinite(est.bpm) or est.bpm <= 0:
             raise AnalysisError(f"{where}no steady pulse found")
-        bpm, cands, tempo_conf = est.bpm, est.candidates, est.confidence
+        bpm, cands, tempo_conf = est.bpm, dict(est.candidates), est.confidence
+        # half or double? (a learned choice between metrical levels, which may
+        # leave the DJ range a little: slow ballads, fast polkas)
+        octave = resolve_octave(env[lo:lo + m], od.low[lo:lo + m], od.mid[lo:lo + m], od.fps, bpm,
+                                chroma=chroma, chroma_fps=chroma_fps, min_bpm=config.min_bpm,
+                                max_bpm=config.max_bpm)
+        tempo_conf = min(tempo_conf, octave.confidence)
+        if octave.factor != 1.0:
+            bpm = octave.bpm
+            cands[round(bpm, 2)] = round(max(cands.values(), default=0.0), 3)
     _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
                                              bpm=bpm, trim=False, tightness=400)
     beat_times = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
@@ -585,7 +598,7 @@ def estimate_bpm(y: np.ndarray, sr: int, min_bpm: float = 70.0, max_bpm: float =
     """Tempo only (e.g. for short loops), folded into [min_bpm, max_bpm)."""
     cfg = AnalysisConfig(min_bpm=min_bpm, max_bpm=max_bpm)
     try:
-        return analyse_rhythm(y, sr, cfg).bpm
+        return fold_tempo(analyse_rhythm(y, sr, cfg).bpm, min_bpm, max_bpm)
     except AnalysisError:
         import librosa
 

@@ -1,0 +1,313 @@
+"""Tempo octave: is the beat the estimated tempo, half of it or double it?
+
+:func:`engine.tempo.estimate_tempo` picks the metrical level inside the DJ
+range (70-180 BPM by default) from the periodicity spectrum, the backbeat, the
+kick and a prior. Half and double of the beat are both metrical levels of the
+same music, so the onset spectrum alone cannot tell a 72 BPM ballad with
+arpeggiated 8th notes from a 144 BPM song, nor a 188 BPM polka from a 94 BPM
+one; and songs below 70 or above 180 BPM cannot be reported at all.
+
+:func:`resolve_octave` compares the estimate with its half and its double
+(allowed a little outside the DJ range: :func:`octave_range`) with a small
+logistic model over cues read at both levels of each pair (lower, upper = 2 x
+lower):
+
+* the comb strength and the beat line of each level (:mod:`engine.tempo`);
+* the backbeat (:func:`engine.tempo.alternation`) and kick cues at both levels;
+* how the onsets of each band (full, low, mid) fall inside two beats of the
+  lower level: on its beats, its 8ths (the upper level's off-beats), 16ths and
+  32nds, and how much the first beat outweighs the second (accent alternation);
+* triple-bar evidence at each level (lines at 1/3 and 2/3 of the beat);
+* the **harmonic rhythm**: the median interval between chord changes
+  (:func:`chord_change_interval`, independent of any tempo) counted in beats
+  of the lower level; chords mostly change every 2-4 beats of the true tempo.
+
+The model is trained by ``bench/train_tempo_octave.py`` on MMA grooves (other
+than the realbench ones) rendered at their usual tempos, 55-210 BPM, and the
+realbench dev set; its weights ship in ``engine/models/tempo_octave.json``
+(plain numbers, numpy inference).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import tempo as tempomod
+
+#: Where the shipped model lives.
+MODEL_PATH = Path(__file__).resolve().parent / "models" / "tempo_octave.json"
+
+#: How far outside [min_bpm, max_bpm] the octave resolver may go (factors on
+#: the range ends): 70-180 BPM becomes about 55-215 BPM.
+RANGE_LOW_FACTOR = 1.0 / 1.27
+RANGE_HIGH_FACTOR = 1.2
+
+#: Names of the pair features, in model order (see :func:`pair_features`).
+FEATURES = (["lp", "dcomb", "alt_lo", "alt_hi", "kick_lo", "kick_hi"]
+            + [f"{b}_{k}" for b in "flm" for k in ("beat", "8th", "16th", "32nd", "acc")]
+            + ["hrx", "tri_lo", "tri_hi", "dline"])
+
+
+@dataclass
+class LevelCues:
+    """Cues of one metrical level (one trial tempo).
+
+    Attributes
+    ----------
+    bpm : float
+        Refined tempo of the level.
+    alt, kick : float
+        Backbeat and kick cues (:mod:`engine.tempo`).
+    comb : float
+        Log harmonic-comb sum at the level's beat frequency.
+    profile : dict
+        Band (``"f"``, ``"l"``, ``"m"``) -> onset share in 16 slots over two
+        beats of the level (slot 0 = the beat).
+    triple : float
+        Log-ratio of the spectral lines at 1/3 and 2/3 of the beat frequency to
+        the line at 1/2.
+    line : float
+        Log magnitude of the beat frequency's own line.
+    """
+
+    bpm: float
+    alt: float
+    kick: float
+    comb: float
+    profile: dict
+    triple: float
+    line: float
+
+
+@dataclass
+class OctaveChoice:
+    """Result of :func:`resolve_octave`.
+
+    Attributes
+    ----------
+    bpm : float
+        The chosen tempo (the estimate, half of it or double it).
+    factor : float
+        0.5, 1 or 2.
+    p_keep_over_half : float or None
+        Model probability that the estimate, not its half, is the beat (None
+        when the half was out of range).
+    p_double_over_keep : float or None
+        Model probability that the double, not the estimate, is the beat.
+    """
+
+    bpm: float
+    factor: float = 1.0
+    p_keep_over_half: float | None = None
+    p_double_over_keep: float | None = None
+    levels: dict = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> float:
+        """In [0, 1]: how clearly the model preferred the chosen level in the
+        pairs it compared (1 when it compared none)."""
+        ps = []
+        if self.p_keep_over_half is not None:
+            ps.append(self.p_keep_over_half if self.factor != 0.5 else 1.0 - self.p_keep_over_half)
+        if self.p_double_over_keep is not None and self.factor != 0.5:
+            ps.append(self.p_double_over_keep if self.factor == 2.0 else 1.0 - self.p_double_over_keep)
+        return float(min([1.0] + [abs(2.0 * p - 1.0) for p in ps]))
+
+
+@dataclass
+class OctaveModel:
+    """Standardised logistic regression over :data:`FEATURES`."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    features: tuple = tuple(FEATURES)
+    info: dict = field(default_factory=dict)
+
+    def prob_upper(self, x: np.ndarray) -> float:
+        """Probability that the upper level of a pair is the beat."""
+        z = float(np.dot((np.asarray(x, np.float64) - self.mean) / self.scale, self.coef)
+                  + self.intercept)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    def to_json(self) -> dict:
+        return {"features": list(self.features), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": float(self.intercept), "info": self.info}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "OctaveModel":
+        if list(d["features"]) != list(FEATURES):
+            raise ValueError(f"tempo octave model features {d['features']} do not match "
+                             f"this engine's {FEATURES}; rebuild it with bench/train_tempo_octave.py")
+        return cls(mean=np.asarray(d["mean"], np.float64), scale=np.asarray(d["scale"], np.float64),
+                   coef=np.asarray(d["coef"], np.float64), intercept=float(d["intercept"]),
+                   info=dict(d.get("info", {})))
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> OctaveModel | None:
+    """The shipped model (None when the file is absent: no octave resolution)."""
+    p = Path(path) if path else MODEL_PATH
+    if not p.exists():
+        return None
+    return OctaveModel.from_json(json.loads(p.read_text()))
+
+
+def octave_range(min_bpm: float, max_bpm: float) -> tuple[float, float]:
+    """Tempo range the resolver may move the estimate into."""
+    return min_bpm * RANGE_LOW_FACTOR, max_bpm * RANGE_HIGH_FACTOR
+
+
+def chord_change_interval(chroma: np.ndarray, fps: float, window: float = 0.5) -> float:
+    """Median time (s) between chord changes, or NaN when fewer than three.
+
+    A change is a peak of the cosine distance between the mean (log) chroma of
+    the ``window`` seconds before and after each frame, above the median plus
+    three median absolute deviations and the largest within ``window``.
+    Frames quieter than a tenth of the median level are not changes.
+    """
+    c = np.log1p(10.0 * np.asarray(chroma, np.float64) / (float(np.max(chroma)) + 1e-9))
+    k = max(1, int(round(window * fps)))
+    n = c.shape[1]
+    if n < 2 * k + 3:
+        return float("nan")
+    cs = np.cumsum(np.pad(c, ((0, 0), (1, 0))), axis=1)
+    t = np.arange(k, n - k)
+    a = cs[:, t] - cs[:, t - k]
+    b = cs[:, t + k] - cs[:, t]
+    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
+    nov = 1.0 - np.sum(a * b, axis=0) / (na * nb + 1e-9)
+    nov[np.minimum(na, nb) < 0.1 * np.median(np.minimum(na, nb))] = 0.0
+    med = np.median(nov)
+    thr = med + 3.0 * (np.median(np.abs(nov - med)) + 1e-9)
+    # local maxima within +-k frames (a sliding maximum)
+    from numpy.lib.stride_tricks import sliding_window_view
+    padded = np.pad(nov, k, constant_values=-np.inf)
+    local_max = sliding_window_view(padded, 2 * k + 1).max(axis=1)
+    idx = np.arange(len(nov))
+    pk = idx[(nov >= thr) & (nov == local_max) & (idx > 0) & (idx < len(nov) - 1)]
+    if len(pk) < 3:
+        return float("nan")
+    return float(np.median(np.diff(pk)) / fps)
+
+
+@dataclass
+class _Context:
+    nf: np.ndarray
+    nl: np.ndarray
+    nm: np.ndarray
+    fps: float
+    r_low: np.ndarray
+    freqs: np.ndarray
+    mag: np.ndarray
+
+
+def _context(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float) -> _Context:
+    nf, nl, nm = (tempomod.novelty(e, fps) for e in (full, low, mid))
+    freqs, mag = tempomod.periodicity_spectrum([nf, nl, nm], fps)
+    return _Context(nf, nl, nm, fps, tempomod._acf(nl), freqs, mag)
+
+
+def level_cues(ctx: _Context, bpm: float) -> LevelCues:
+    """Cues of the metrical level at ``bpm`` (see :class:`LevelCues`)."""
+    fps = ctx.fps
+    period, ph = tempomod.refine_period(ctx.nf + ctx.nl, fps, 60.0 / bpm, rel=0.006, steps=41)
+    bt = np.arange(ph, len(ctx.nf) / fps, period)
+    alt = max(tempomod.alternation(ctx.nl, ctx.nm, fps, bt),
+              tempomod.alternation(ctx.nl, ctx.nm, fps, bt + period / 2.0))
+    lag = fps * period
+    kick = tempomod._acf_at(ctx.r_low, lag) - max(0.0, tempomod._acf_at(ctx.r_low, lag / 2.0))
+    f = 1.0 / period
+    comb = float(np.log(tempomod.comb(ctx.freqs, ctx.mag, np.array([f]))[0] + 1e-12))
+    t = np.arange(len(ctx.nf)) / fps
+    b = (((t - ph) / (2.0 * period)) % 1.0 * 64).astype(int) % 64
+    counts = np.maximum(1, np.bincount(b, minlength=64))
+    profile = {}
+    for name, x in (("f", ctx.nf), ("l", ctx.nl), ("m", ctx.nm)):
+        h = np.bincount(b, weights=x, minlength=64) / counts
+        s = np.roll(h, 2).reshape(16, 4).max(axis=1) - h.min()
+        profile[name] = s / (s.sum() + 1e-9)
+
+    def mag(q):
+        return tempomod._mag_at(ctx.freqs, ctx.mag, q)
+
+    triple = float(np.log((mag(f / 3.0) + mag(2.0 * f / 3.0) + 1.0) / (mag(f / 2.0) + 1.0)))
+    return LevelCues(bpm=60.0 / period, alt=float(alt), kick=float(kick), comb=comb,
+                     profile=profile, triple=triple, line=float(np.log(mag(f) + 1.0)))
+
+
+def pair_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.ndarray:
+    """Feature vector (:data:`FEATURES`) of the pair (lower level, upper level)."""
+    v = [np.log2(lo.bpm / 110.0), hi.comb - lo.comb, lo.alt, hi.alt, lo.kick, hi.kick]
+    for band in "flm":
+        s = lo.profile[band]
+        v += [s[[0, 8]].sum(), s[[4, 12]].sum(), s[[2, 6, 10, 14]].sum(), s[1::2].sum(),
+              abs(s[0] - s[8]) / (s[0] + s[8] + 1e-9)]
+    x = np.log2(lo.bpm / 60.0 * chord_interval) if np.isfinite(chord_interval) else 2.0
+    v += [x, lo.triple, hi.triple, hi.line - lo.line]
+    return np.asarray(v, np.float64)
+
+
+def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float, bpm: float,
+                   *, chroma: np.ndarray | None = None, chroma_fps: float | None = None,
+                   min_bpm: float = 70.0, max_bpm: float = 180.0,
+                   model: OctaveModel | None = None) -> OctaveChoice:
+    """Keep ``bpm``, halve it or double it (see the module docstring).
+
+    Parameters
+    ----------
+    full, low, mid : ndarray
+        Onset envelopes at ``fps`` (as given to :func:`engine.tempo.estimate_tempo`).
+    bpm : float
+        The estimate.
+    chroma, chroma_fps : optional
+        Chroma frames for the harmonic-rhythm cue (neutral without them).
+    min_bpm, max_bpm : float
+        The DJ range; the answer stays within :func:`octave_range` of it.
+    model : OctaveModel, optional
+        Defaults to the shipped model; without one the estimate is kept.
+
+    Returns
+    -------
+    OctaveChoice
+    """
+    model = model if model is not None else load_model()
+    if model is None or not np.isfinite(bpm) or bpm <= 0:
+        return OctaveChoice(bpm=bpm)
+    lo_b, hi_b = octave_range(min_bpm, max_bpm)
+    ctx = _context(full, low, mid, fps)
+    ci = (chord_change_interval(chroma, chroma_fps)
+          if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
+    levels = {1.0: level_cues(ctx, bpm)}
+    out = OctaveChoice(bpm=bpm, levels=levels)
+    if bpm / 2.0 >= lo_b:
+        levels[0.5] = level_cues(ctx, bpm / 2.0)
+        out.p_keep_over_half = model.prob_upper(pair_features(levels[0.5], levels[1.0], ci))
+        if out.p_keep_over_half < 0.5:
+            out.bpm, out.factor = bpm / 2.0, 0.5
+            return out
+    if bpm * 2.0 <= hi_b:
+        levels[2.0] = level_cues(ctx, bpm * 2.0)
+        out.p_double_over_keep = model.prob_upper(pair_features(levels[1.0], levels[2.0], ci))
+        if out.p_double_over_keep > 0.5:
+            out.bpm, out.factor = bpm * 2.0, 2.0
+    return out
+
+
+def fit_model(X: np.ndarray, y: np.ndarray, C: float = 0.2, info: dict | None = None) -> OctaveModel:
+    """Fit the pair model (scikit-learn's L2 logistic regression on
+    standardised features)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.asarray(X, np.float64)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    lr = LogisticRegression(C=C, max_iter=5000).fit((X - mean) / scale, np.asarray(y))
+    return OctaveModel(mean=mean, scale=scale, coef=lr.coef_[0].astype(np.float64),
+                       intercept=float(lr.intercept_[0]), info=dict(info or {}))

@@ -1,0 +1,93 @@
+"""Tempo octave resolver (engine.tempo_octave) on generated tracks with known tempo."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine import tempo_octave as octave
+from engine.config import AnalysisConfig
+from engine.features import compute_track_features
+from engine.rhythm import analyse_rhythm, estimate_bpm
+from engine.synth import synth_track
+
+SR = 22050
+CFG = AnalysisConfig()
+
+
+@pytest.fixture(scope="module")
+def tracks():
+    out = {}
+    for bpm, pats, key in ((128.0, ("four_on_floor",), "A minor"), (66.0, None, "C major"),
+                           (100.0, None, "D minor")):
+        y = synth_track(bpm, n_bars=24, sr=SR, stereo=False, patterns=pats, key=key).audio[:, 0]
+        tf, od = compute_track_features(y, SR, CFG)
+        out[bpm] = (y, tf, od)
+    return out
+
+
+def test_shipped_model_matches_the_features():
+    d = json.loads(octave.MODEL_PATH.read_text())
+    assert d["features"] == list(octave.FEATURES)
+    model = octave.load_model()
+    assert model is not None
+    for a in (model.mean, model.scale, model.coef):
+        assert a.shape == (len(octave.FEATURES),) and np.isfinite(a).all()
+    assert (model.scale > 0).all()
+    assert "built_by" in model.info
+
+
+def test_chord_change_interval_is_the_bar_for_one_chord_per_bar(tracks):
+    for bpm, (_, tf, _) in tracks.items():
+        bar = 4 * 60.0 / bpm        # synth_track plays one chord per bar
+        assert octave.chord_change_interval(tf.chroma, tf.fps) == pytest.approx(bar, rel=0.05)
+
+
+def test_chord_change_interval_needs_changes():
+    flat = np.ones((12, 500)) * np.eye(12)[:, [0]]
+    assert np.isnan(octave.chord_change_interval(flat, 43.0))
+
+
+def test_resolver_moves_half_and_double_to_the_beat(tracks):
+    for bpm, (_, tf, od) in tracks.items():
+        for guess in (bpm / 2, bpm, bpm * 2):
+            choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, guess,
+                                           chroma=tf.chroma, chroma_fps=tf.fps)
+            assert choice.bpm == pytest.approx(bpm, rel=0.01), (bpm, guess, choice)
+            assert 0.0 <= choice.confidence <= 1.0
+
+
+def test_pair_features_are_finite(tracks):
+    _, tf, od = tracks[128.0]
+    ctx = octave._context(od.envelope, od.low, od.mid, od.fps)
+    lo, hi = octave.level_cues(ctx, 64.0), octave.level_cues(ctx, 128.0)
+    assert hi.bpm == pytest.approx(128.0, rel=0.005)
+    x = octave.pair_features(lo, hi, octave.chord_change_interval(tf.chroma, tf.fps))
+    assert x.shape == (len(octave.FEATURES),) and np.isfinite(x).all()
+    # without chroma the harmonic-rhythm feature is neutral (two beats per chord, log2 = 2)
+    assert octave.pair_features(lo, hi, float("nan"))[octave.FEATURES.index("hrx")] == 2.0
+
+
+def test_slow_song_below_the_dj_range_is_reported_at_its_tempo(tracks):
+    y, tf, od = tracks[66.0]
+    grid = analyse_rhythm(y, SR, CFG, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps)
+    assert CFG.min_bpm > 66.0
+    assert grid.bpm == pytest.approx(66.0, abs=0.05)
+    assert 0.0 <= grid.tempo_confidence <= 1.0
+    # the fixed-tempo correction still wins over the resolver
+    fixed = analyse_rhythm(y, SR, AnalysisConfig(bpm=132.0), onsets=od, chroma=tf.chroma,
+                           chroma_fps=tf.fps)
+    assert fixed.bpm == pytest.approx(132.0, abs=0.01) and fixed.tempo_confidence == 1.0
+    # estimate_bpm keeps its contract: folded into [min_bpm, max_bpm)
+    assert estimate_bpm(y, SR) == pytest.approx(132.0, rel=0.01)
+
+
+def test_missing_or_undecided_model_keeps_the_estimate(tracks, tmp_path):
+    _, _, od = tracks[100.0]
+    assert octave.load_model(str(tmp_path / "none.json")) is None
+    n = len(octave.FEATURES)
+    undecided = octave.OctaveModel(mean=np.zeros(n), scale=np.ones(n), coef=np.zeros(n),
+                                   intercept=0.0)          # p = 0.5 for every pair
+    choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, 200.0, model=undecided)
+    assert choice.bpm == 200.0 and choice.factor == 1.0 and choice.confidence == 0.0
