@@ -265,12 +265,16 @@ def test_shipped_model_loads_with_metadata():
 
     from engine.features import FEATURE_COLUMNS
     from engine.loop_truth import LABEL_VERSION
-    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.ranker import DEFAULT_MODEL_PATH, GUARD_THRESHOLDS, MODEL_FEATURES
+    from engine.schema import PART_FEATURES, names
     from engine.scoring import LoopScorer
 
     s = LoopScorer.load(DEFAULT_MODEL_PATH)
-    # trained by today's code: every feature extract computes, no tempo metadata
-    assert s.feature_names == MODEL_FEATURES and set(FEATURE_COLUMNS) <= set(s.feature_names)
+    # trained by today's code: every feature extract computes (the part-presence ones feed
+    # the section guard instead), no tempo metadata
+    assert s.feature_names == MODEL_FEATURES
+    assert set(FEATURE_COLUMNS) - set(names(PART_FEATURES)) <= set(s.feature_names)
+    assert s.guard is not None and s.guard.thresholds == GUARD_THRESHOLDS
     assert not {"bpm", "tempo_factor", "tempo_shift_pct"} & set(s.feature_names)
     for path in (DEFAULT_MODEL_PATH,):
         meta = json.loads(path.with_suffix(".meta.json").read_text())
@@ -348,15 +352,21 @@ def test_heuristic_with_a_warning_when_the_default_model_is_missing(tmp_path, mo
 
 def test_composite_rerank_defaults_to_the_heuristic_only():
     from engine.config import RankConfig
-    from engine.ranker import DEFAULT_MODEL_PATH, MODEL_FEATURES
+    from engine.features import FEATURE_COLUMNS
+    from engine.ranker import DEFAULT_MODEL_PATH
     from engine.scoring import LoopScorer, score_candidates
 
     rng = np.random.default_rng(0)
-    f = pd.DataFrame(rng.random((6, len(MODEL_FEATURES))), columns=MODEL_FEATURES)
+    f = pd.DataFrame(rng.random((6, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
     f["bars"] = [1, 2, 4, 8, 4, 2]
+    f["part_change_rel"] = [3.0, 0.2, 0.9, 0.1, 0.4, 2.0]     # the guard fails rows 2 and 5
     s = LoopScorer.load(DEFAULT_MODEL_PATH)
-    m = score_candidates(f, RankConfig(), s)
+    m = score_candidates(f, RankConfig(section_guard=False), s)
     assert (m["rank_score"] == m["score"]).all() and (m["score_source"] == "model:loop_ranker").all()
+    g = score_candidates(f, RankConfig(), s)
+    assert (g["score"] == m["score"]).all()
+    low, high = g["rank_score"].iloc[[2, 5]], g["rank_score"].drop([2, 5])
+    assert low.max() < high.min()
     h = score_candidates(f, RankConfig(), None)
     assert (h["rank_score"] == h["beatmatch_composite_score"]).all()
     forced = score_candidates(f, RankConfig(composite_on_model=True), s)
