@@ -216,7 +216,7 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     from .audio import hash_files
     from .cache import DiskCache
     from .contact.frames import SequenceParams
-    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet
+    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet, cached_sequence
     from .contact.sequences import sequence_cache_key as _seq_cache_key
     from .descriptors import descriptor_cache_key
 
@@ -239,11 +239,7 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     for k, (p, h) in enumerate(zip(paths, hashes)):
         if h is None:
             continue
-        hit = cache.get(_seq_cache_key(h, params, estimate_bpm, estimate_key))
-        if hit is not None:
-            from dataclasses import replace
-
-            seqs[k] = (hit[0], replace(hit[1], file=p))
+        seqs[k] = cached_sequence(cache, p, h, params, estimate_bpm, estimate_key)
         if descriptors:
             d = cache.get(descriptor_cache_key(h))
             descs[k] = None if d is None else d.values
