@@ -159,6 +159,7 @@ def main(argv=None) -> int:
             entry = {"summary": summary, "oracle": oracle}
             lengths = {r: top_lengths(scored, c) for r, c in (("default model", "pred_default_model"),
                                                               ("model, no guard", "pred_model,_no_guard"),
+                                                              ("model + guard", "pred_model___guard"),
                                                               ("heuristic", "pred_heuristic"))
                        if c in scored.columns}
             entry["top5_bars"] = lengths
@@ -179,6 +180,7 @@ def main(argv=None) -> int:
                     print(f"top-5 inside one arrangement section on {lmms['group'].nunique()} "
                           f"held-out LMMS renders ({grid_name}): " + ", ".join(
                               f"{r} {pooled[r]:.0%}" for r in ("default model", "model, no guard",
+                                                                "model + guard",
                                                                 "model+composite",
                                                                 "heuristic", "old composite",
                                                                 "random") if r in pooled))
