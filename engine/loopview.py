@@ -178,8 +178,9 @@ def loop_table(selected: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd
         "BPM": df["bpm"].astype(float).round(1),
         "key": df.get("key", pd.Series([""] * len(df))).fillna(""),
         "Camelot": df.get("camelot", pd.Series([""] * len(df))).fillna(""),
-        "score": df["rank_score"].astype(float).round(3) if "rank_score" in df
-        else df["score"].astype(float).round(3),
+        # the scorer's own quality estimate; the order (rank) may also reflect the
+        # section guard or the composite re-rank (``rank_score``)
+        "score": df["score"].astype(float).round(3),
         "scored by": df.get("score_source", pd.Series([""] * len(df))).fillna(""),
     })
     for col, title in MAIN_FEATURES.items():
