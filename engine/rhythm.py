@@ -56,6 +56,20 @@ BACKBEAT_W = 0.35
 BEAT_CHANGE_W = 1.0
 BAR_CHANGE_W = 1.5
 
+#: Weight of the entry cue in :func:`bar_phase_scores`: the first beat where
+#: the low register (kick, bass; log-mel bands centred below ENTRY_MAX_HZ)
+#: reaches ENTRY_LEVEL times its median beat level is taken as a bar line
+#: (songs start on bar one; a pickup is hats or a lone melody, without the
+#: bass). Measured on 89 generated tracks (random arrangements, 0-3 beat
+#: pickups) and the 26 realbench dev tracks with the right beats: the entry
+#: beat alone is bar one on 80 and 25 of them (ENTRY_LEVEL 0.3: 72 and 26;
+#: 0.7: 85 and 24), and the cue added to the others fixes tracks without
+#: breaking any for weights 0.3-1.6 (where it is wrong, the other cues lead
+#: by more than that).
+ENTRY_W = 1.0
+ENTRY_LEVEL = 0.5
+ENTRY_MAX_HZ = 700.0
+
 #: Weights of the backbeat alternation and harmonic-change cues in
 #: :func:`_offbeat_choice` (the onset-level cues weigh 0.5 each). The
 #: alternation cue was 2.0: a syncopated drum pattern (kick on one and the
@@ -302,7 +316,8 @@ def _beat_confidence(times: np.ndarray, od: OnsetData) -> float:
 # --------------------------------------------------------------------------- bars
 
 def _beat_sync_chroma(chroma: np.ndarray, chroma_fps: float, beats: np.ndarray) -> np.ndarray:
-    """Mean chroma over each beat interval, shape (12, n_beats)."""
+    """Mean of each row of ``chroma`` (or any frames at ``chroma_fps``, e.g.
+    log-mel) over each beat interval, shape (rows, n_beats)."""
     edges = np.round(np.append(beats, beats[-1] + np.median(np.diff(beats))) * chroma_fps)
     edges = np.clip(edges.astype(int), 0, chroma.shape[1])
     out = np.zeros((chroma.shape[0], len(beats)))
@@ -320,7 +335,8 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
                      chroma: np.ndarray | None = None, chroma_fps: float | None = None,
-                     snare_env: np.ndarray | None = None) -> np.ndarray:
+                     snare_env: np.ndarray | None = None,
+                     mel: np.ndarray | None = None) -> np.ndarray:
     """Score each of ``beats_per_bar`` phases as the position of beat one.
 
     Parameters
@@ -333,6 +349,9 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         (12, frames) chroma for harmonic-change cues.
     snare_env : ndarray, optional
         Mid-band (snare) onset envelope at ``od.fps`` for the backbeat cue.
+    mel : ndarray, optional
+        (bands, frames) log-mel spectrogram at ``chroma_fps`` (the frames of
+        ``chroma``) for the entry cue (:func:`_entry_beat`).
 
     Returns
     -------
@@ -372,7 +391,30 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
             scores[p] += w * float(np.mean(c[p::beats_per_bar])) if c[p::beats_per_bar].size else 0
     if chroma is not None and chroma_fps and n > 2:
         scores += BAR_CHANGE_W * tonal * bar_change
+    if mel is not None and chroma_fps and n > 2:
+        e = _entry_beat(_beat_sync_chroma(mel, chroma_fps, beats), od.sr)
+        if e is not None:
+            scores[e % beats_per_bar] += ENTRY_W
     return scores
+
+
+def _entry_beat(bm: np.ndarray, sr: int) -> int | None:
+    """Index of the first beat where the low register enters: its mean
+    log-mel level over the bands centred below ENTRY_MAX_HZ reaches
+    ENTRY_LEVEL times the median over all beats (``bm``: beat-synchronous
+    log-mel, (bands, beats), from :func:`engine.features.compute_track_features`).
+    None when the low register is silent throughout."""
+    import librosa
+
+    centres = librosa.mel_frequencies(bm.shape[0] + 2, fmax=min(sr / 2.0, 11025.0))[1:-1]
+    lowb = centres < ENTRY_MAX_HZ
+    if not lowb.any():
+        return None
+    level = bm[lowb].mean(axis=0)
+    med = float(np.median(level))
+    if med <= 1e-9:
+        return None
+    return int(np.argmax(level >= ENTRY_LEVEL * med))
 
 
 def _tonality(bc: np.ndarray, od: OnsetData) -> float:
@@ -410,7 +452,7 @@ def _bar_change(bc: np.ndarray, beats_per_bar: int, p: int) -> float:
 def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConfig(), *,
                    onsets: OnsetData | None = None, chroma: np.ndarray | None = None,
                    chroma_fps: float | None = None, snare_env: np.ndarray | None = None,
-                   path: str | None = None) -> RhythmGrid:
+                   mel: np.ndarray | None = None, path: str | None = None) -> RhythmGrid:
     """Tempo, beats and downbeats of a mono signal.
 
     Parameters
@@ -428,6 +470,9 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         Chroma frames and their rate, for the harmonic-change bar cue.
     snare_env : ndarray, optional
         Mid-band onset envelope at the onset frame rate, for the backbeat cue.
+    mel : ndarray, optional
+        Log-mel frames at ``chroma_fps`` (same frames as ``chroma``), for the
+        entry cue of the bar phase.
     path : str, optional
         Only used in error messages.
 
@@ -524,7 +569,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     if duration < bar_len * 0.98 or len(beats) < beats_per_bar:
         raise AnalysisError(f"{where}too short for one bar ({duration:.2f} s; a {beats_per_bar}-beat "
                             f"bar at {bpm:.0f} BPM lasts {bar_len:.2f} s)")
-    scores = bar_phase_scores(beats, od, beats_per_bar, chroma, chroma_fps, snare_env)
+    scores = bar_phase_scores(beats, od, beats_per_bar, chroma, chroma_fps, snare_env, mel)
     phase = int(np.argmax(scores))
     srt = np.sort(scores)
     spread = float(np.ptp(scores)) + 1e-9
