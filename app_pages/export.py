@@ -14,8 +14,7 @@ from engine.errors import LoopLabError
 st.title("Export")
 ws = state.workspace()
 root = state.workspace_root()
-tracks = ws.tracks()
-tracks = tracks[tracks["params_key"].notna()]
+tracks = state.analysed_tracks()
 if tracks.empty:
     st.info("Nothing to export yet: add tracks first.")
     st.stop()

@@ -13,8 +13,7 @@ from engine.loopview import MAIN_FEATURES, bars_text, format_time, key_text, loo
 st.title("Loop finder")
 ws = state.workspace()
 root = state.workspace_root()
-tracks = ws.tracks()
-tracks = tracks[tracks["params_key"].notna()]
+tracks = state.analysed_tracks()
 if tracks.empty:
     st.info("No analysed tracks in this workspace yet.")
     c1, c2 = st.columns(2)

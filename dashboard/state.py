@@ -37,6 +37,12 @@ def workspace() -> Workspace:
     return _open_workspace(workspace_root())
 
 
+def analysed_tracks():
+    """The workspace's tracks that have an analysis (a ``params_key``)."""
+    tracks = workspace().tracks()
+    return tracks[tracks["params_key"].notna()]
+
+
 def client_id() -> str:
     """A random id per browser session (stored with labels; no personal data)."""
     if "client_id" not in st.session_state:

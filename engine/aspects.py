@@ -216,7 +216,7 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     from .audio import hash_files
     from .cache import DiskCache
     from .contact.frames import SequenceParams
-    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet
+    from .contact.sequences import PARALLEL_MIN_FILES, SequenceSet, cached_sequence
     from .contact.sequences import sequence_cache_key as _seq_cache_key
     from .descriptors import descriptor_cache_key
 
@@ -239,11 +239,7 @@ def analyse_loop_set(paths, seq_params=None, *, estimate_bpm: bool = True,
     for k, (p, h) in enumerate(zip(paths, hashes)):
         if h is None:
             continue
-        hit = cache.get(_seq_cache_key(h, params, estimate_bpm, estimate_key))
-        if hit is not None:
-            from dataclasses import replace
-
-            seqs[k] = (hit[0], replace(hit[1], file=p))
+        seqs[k] = cached_sequence(cache, p, h, params, estimate_bpm, estimate_key)
         if descriptors:
             d = cache.get(descriptor_cache_key(h))
             descs[k] = None if d is None else d.values
@@ -607,7 +603,7 @@ def aspect_query(graph, query: str, weights=None, top_k: int = 10) -> pd.DataFra
         :func:`engine.neighbors.query_neighbors` (target BPM, pitch-fader
         moves, CDJ range, key relation). ``attrs["query"]``, ``attrs["weights"]``.
     """
-    from .neighbors import QueryError, resolve_query, tempo_hint
+    from .neighbors import QueryError, hint_columns, resolve_query
 
     if int(top_k) < 1:
         raise QueryError(f"top_k must be at least 1, got {top_k}")
@@ -615,10 +611,6 @@ def aspect_query(graph, query: str, weights=None, top_k: int = 10) -> pd.DataFra
     w = AspectWeights.coerce(weights)
     target = resolve_query(query, g.files)
     rows = g.neighbors(w, int(top_k), query=target)
-    try:
-        from .key import key_compatibility
-    except ImportError:  # pragma: no cover
-        key_compatibility = None
     look = g.info.drop_duplicates("file").set_index("file")
 
     def _v(f, col):
@@ -631,27 +623,8 @@ def aspect_query(graph, query: str, weights=None, top_k: int = 10) -> pd.DataFra
     out = []
     for _, r in rows.iterrows():
         nf = r["neighbor_file"]
-        nb, ncam = _v(nf, "bpm"), _v(nf, "camelot")
-        h = tempo_hint(qb, nb, r["stretch_ratio_neighbor_over_file"])
-        k_ok, k_rel = None, "unknown"
-        if key_compatibility is not None:
-            try:
-                kc = key_compatibility(qcam, ncam)
-                k_ok, k_rel = kc.compatible, kc.relation
-            except ValueError:
-                k_ok, k_rel = False, "unknown"
-        out.append({
-            "query_bpm_est": qb, "neighbor_bpm_est": nb,
-            "neighbor_target_bpm_from_stretch": h.target_bpm_from_stretch,
-            "neighbor_pitch_fader_pct_from_stretch": h.pitch_pct_stretch,
-            "neighbor_pitch_fader_pct_to_match_query_bpm": h.pitch_pct_bpm,
-            "neighbor_tempo_factor": h.tempo_factor, "neighbor_target_bpm": h.target_bpm,
-            "stretch_agrees_with_bpm": h.stretch_agrees,
-            "recommended_pitch_fader_pct": h.recommended_pct, "hint_source": h.source,
-            "cdj_pitch_range": h.cdj_range,
-            "query_key": _v(target, "key"), "neighbor_key": _v(nf, "key"),
-            "query_camelot": qcam, "neighbor_camelot": ncam,
-            "key_compatible": k_ok, "key_relation": k_rel})
+        out.append(hint_columns(qb, _v(nf, "bpm"), r["stretch_ratio_neighbor_over_file"],
+                                _v(target, "key"), _v(nf, "key"), qcam, _v(nf, "camelot")))
     res = pd.concat([rows.drop(columns=[c for c in rows.columns if c.startswith(("file_",
                                                                                    "neighbor_b",
                                                                                    "neighbor_c"))]),

@@ -137,6 +137,40 @@ def cdj_range(pct) -> str:
     return "wide"
 
 
+def hint_columns(query_bpm, neighbor_bpm, stretch, query_key, neighbor_key,
+                 query_camelot, neighbor_camelot) -> dict:
+    """The tempo and key hint columns of one neighbour row.
+
+    Tempo hints come from :func:`tempo_hint` (BPM, stretch ratio, pitch-fader
+    moves, CDJ range), the key relation from :func:`engine.key.key_compatibility`
+    on the Camelot codes (``key_compatible`` False and ``key_relation``
+    "unknown" when a code is missing or invalid).
+    """
+    from .key import key_compatibility
+
+    h = tempo_hint(query_bpm, neighbor_bpm, stretch)
+    try:
+        kc = key_compatibility(query_camelot, neighbor_camelot)
+        k_ok, k_rel = kc.compatible, kc.relation
+    except ValueError:
+        k_ok, k_rel = False, "unknown"
+    return {
+        "query_bpm_est": query_bpm, "neighbor_bpm_est": neighbor_bpm,
+        "neighbor_target_bpm_from_stretch": h.target_bpm_from_stretch,
+        "neighbor_pitch_fader_pct_from_stretch": h.pitch_pct_stretch,
+        "neighbor_pitch_fader_pct_to_match_query_bpm": h.pitch_pct_bpm,
+        "neighbor_tempo_factor": h.tempo_factor,
+        "neighbor_target_bpm": h.target_bpm,
+        "stretch_agrees_with_bpm": h.stretch_agrees,
+        "recommended_pitch_fader_pct": h.recommended_pct,
+        "hint_source": h.source,
+        "cdj_pitch_range": h.cdj_range,
+        "query_key": query_key, "neighbor_key": neighbor_key,
+        "query_camelot": query_camelot, "neighbor_camelot": neighbor_camelot,
+        "key_compatible": k_ok, "key_relation": k_rel,
+    }
+
+
 def tempo_hint(query_bpm, neighbor_bpm, stretch) -> TempoHint:
     """Reconciled tempo hint for one neighbour (see module doc).
 
@@ -376,40 +410,13 @@ def query_neighbors(nn_csv, query: str, top_k: int = 10, *, disable_bpm_estimati
                     key_of[f] = key
                 if cam and f not in cam_of:
                     cam_of[f] = cam
-    from .key import key_compatibility
-
     qb = bpm_of.get(target)
     qcam = cam_of.get(target)
     out = []
     for _, r in rows.iterrows():
         nf = r["neighbor_file"]
-        nb = bpm_of.get(nf)
-        s = _num(r["stretch_ratio_neighbor_over_file"])
-        h = tempo_hint(qb, nb, s)
-        ncam = cam_of.get(nf)
-        if key_compatibility is not None:
-            try:
-                kc = key_compatibility(qcam, ncam)
-                k_ok, k_rel = kc.compatible, kc.relation
-            except ValueError:
-                k_ok, k_rel = False, "unknown"
-        else:
-            k_ok, k_rel = None, "unknown"
-        out.append({
-            "query_bpm_est": qb, "neighbor_bpm_est": nb,
-            "neighbor_target_bpm_from_stretch": h.target_bpm_from_stretch,
-            "neighbor_pitch_fader_pct_from_stretch": h.pitch_pct_stretch,
-            "neighbor_pitch_fader_pct_to_match_query_bpm": h.pitch_pct_bpm,
-            "neighbor_tempo_factor": h.tempo_factor,
-            "neighbor_target_bpm": h.target_bpm,
-            "stretch_agrees_with_bpm": h.stretch_agrees,
-            "recommended_pitch_fader_pct": h.recommended_pct,
-            "hint_source": h.source,
-            "cdj_pitch_range": h.cdj_range,
-            "query_key": key_of.get(target), "neighbor_key": key_of.get(nf),
-            "query_camelot": qcam, "neighbor_camelot": ncam,
-            "key_compatible": k_ok, "key_relation": k_rel,
-        })
+        out.append(hint_columns(qb, bpm_of.get(nf), _num(r["stretch_ratio_neighbor_over_file"]),
+                                key_of.get(target), key_of.get(nf), qcam, cam_of.get(nf)))
     base = rows[[c for c in rows.columns if c in NN_COLUMNS]].copy()
     res = pd.concat([base.reset_index(drop=True), pd.DataFrame(out)], axis=1)
     res.attrs["query"] = target

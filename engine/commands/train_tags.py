@@ -23,18 +23,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..tags.cliutil import (Bar, config_from_args, print_summary, runtime_kwargs,
-                                show_progress)
-    from ..tags.train import train_tags, write_outputs
+    from ..tags.cliutil import run_training
+    from ..tags.train import train_tags
 
-    bar = Bar(show_progress(args), "features")
-    try:
-        res = train_tags(args.folder, label_source=args.label_source,
-                         cfg=config_from_args(args), roles_csv=args.roles_csv,
-                         max_files=args.max_files, progress=bar, **runtime_kwargs(args))
-    finally:
-        bar.close()
-    write_outputs(res, args.model_out, args.report_out, args.dataset_out)
-    print_summary(res.report)
-    print(f"model: {args.model_out}\nreport: {args.report_out}\ndataset: {args.dataset_out}")
-    return 0
+    return run_training(args, train_tags, args.folder, label_source=args.label_source,
+                        roles_csv=args.roles_csv)

@@ -166,6 +166,20 @@ def _analyse_job(path, chash, params, estimate_bpm, estimate_key):
         return None, None, f"{Path(str(path)).name}: analysis failed ({type(exc).__name__}: {exc})"
 
 
+def cached_sequence(cache, path: str, file_hash: str, params, estimate_bpm: bool,
+                    estimate_key: bool):
+    """The cached ``(sequence, LoopInfo)`` of a file's content, or None.
+
+    The entry is keyed by content, so ``LoopInfo.file`` is set to ``path``
+    (the file may have moved since it was cached).
+    """
+    hit = cache.get(_seq_cache_key(file_hash, params, estimate_bpm, estimate_key))
+    if hit is None:
+        return None
+    seq, li = hit
+    return seq, replace(li, file=path)
+
+
 def compute_sequences(paths, params: SequenceParams = SequenceParams(), *,
                       estimate_bpm: bool = True, estimate_key: bool = True,
                       cache_dir=DEFAULT_CACHE_DIR, use_cache: bool = True, n_jobs: int = 1,
@@ -210,11 +224,8 @@ def compute_sequences(paths, params: SequenceParams = SequenceParams(), *,
     for k, (p, h) in enumerate(zip(paths, hashes)):
         if h is None:
             continue
-        hit = cache.get(_seq_cache_key(h, params, estimate_bpm, estimate_key))
-        if hit is not None:
-            seq, li = hit
-            results[k] = (seq, replace(li, file=p))
-        else:
+        results[k] = cached_sequence(cache, p, h, params, estimate_bpm, estimate_key)
+        if results[k] is None:
             todo.append((k, p, h))
     done = total - len(todo)
     progress(done, total, "rhythm sequences (cached)")

@@ -115,3 +115,25 @@ def dumps(obj) -> str:
     from .train import json_default
 
     return json.dumps(obj, indent=2, default=json_default)
+
+
+def run_training(args, train, *inputs, **kwargs) -> int:
+    """Run a tag-head trainer for a CLI command and write its outputs.
+
+    ``train(*inputs, cfg=..., max_files=..., progress=..., **runtime, **kwargs)``
+    is :func:`engine.tags.train.train_tags` or ``train_contact``; the bundle,
+    report and dataset go to ``args.model_out``, ``args.report_out`` and
+    ``args.dataset_out`` (atomically), then a summary is printed.
+    """
+    from .train import write_outputs
+
+    bar = Bar(show_progress(args), "features")
+    try:
+        res = train(*inputs, cfg=config_from_args(args), max_files=args.max_files,
+                    progress=bar, **runtime_kwargs(args), **kwargs)
+    finally:
+        bar.close()
+    write_outputs(res, args.model_out, args.report_out, args.dataset_out)
+    print_summary(res.report)
+    print(f"model: {args.model_out}\nreport: {args.report_out}\ndataset: {args.dataset_out}")
+    return 0

@@ -204,6 +204,24 @@ def _mix_rows(X: pd.DataFrame, tags, kind, song, mix: MixConfig):
     return X[keep].reset_index(drop=True), Y, kind[keep], song[keep]
 
 
+def _mix_oof(X, Y, kind, song, classes, mix: MixConfig, progress=None):
+    """Song-grouped out-of-fold probabilities of a mix's rows.
+
+    Returns ``(cfg, folds, full, calib, oof)``: the training config, the song
+    folds, the masks of the real full-mix rows and of the calibration rows,
+    and the (n_rows, n_classes) out-of-fold probabilities (NaN outside the
+    evaluated rows).
+    """
+    cfg = mix.train_config()
+    folds = song_folds(song, mix.folds, mix.seed)
+    w = mix_weights(kind, mix.synth_share)
+    full = kind == "full"
+    calib = _calib_mask(kind, mix)
+    oof = grouped_oof(X, Y, w, folds, classes, cfg, eval_mask=full | calib,
+                      progress=progress)
+    return cfg, folds, full, calib, oof
+
+
 def evaluate_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=None) -> dict:
     """Grouped-by-song cross-validation of one training mix.
 
@@ -224,13 +242,7 @@ def evaluate_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=Non
     """
     X, Y, kind, song = _mix_rows(X, tags, kind, song, mix)
     classes = list(ROLES)
-    cfg = mix.train_config()
-    folds = song_folds(song, mix.folds, mix.seed)
-    w = mix_weights(kind, mix.synth_share)
-    full = kind == "full"
-    calib = _calib_mask(kind, mix)
-    oof = grouped_oof(X, Y, w, folds, classes, cfg, eval_mask=full | calib,
-                      progress=progress)
+    cfg, folds, full, calib, oof = _mix_oof(X, Y, kind, song, classes, mix, progress)
     P = crossfit_decisions(oof, Y, folds, classes, cfg, calib_mask=calib)
     rep = role_report(Y[full], P[full], classes)
     rep["mix"] = asdict(mix)
@@ -254,18 +266,12 @@ def train_roles_mix(X: pd.DataFrame, tags, kind, song, mix: MixConfig, progress=
     present = Y.sum(axis=0) > 0
     classes = [c for c, p in zip(ROLES, present) if p]
     Y = Y[:, present]
-    cfg = mix.train_config()
-    folds = song_folds(song, mix.folds, mix.seed)
-    w = mix_weights(kind, mix.synth_share)
-    full = kind == "full"
-    calib = _calib_mask(kind, mix)
-    oof = grouped_oof(X, Y, w, folds, classes, cfg, eval_mask=full | calib,
-                      progress=progress)
+    cfg, folds, full, calib, oof = _mix_oof(X, Y, kind, song, classes, mix, progress)
     ok = calib & ~np.isnan(oof).any(axis=1)
     thresholds = calibrate_roles(Y[ok], oof[ok], classes, cfg)
     P = crossfit_decisions(oof, Y, folds, classes, cfg, calib_mask=calib)
     cv = role_report(Y[full], P[full], classes)
-    model = _fit(X, Y, w, classes, cfg)
+    model = _fit(X, Y, mix_weights(kind, mix.synth_share), classes, cfg)
     params = cfg.model_params()
     params["learner_chosen"] = cfg.learner
     policy = cfg.calibration_policy()
