@@ -14,13 +14,15 @@ The pipeline (:func:`analyse_rhythm`):
    constraint) are kept instead.
 3. **Beat or off-beat**: the comb's strongest pulse may be the off-beat
    (disco hats, reggae skanks); onset levels in three bands, the kick/snare
-   alternation and harmonic change decide (:func:`_offbeat_choice`). The
+   alternation, harmonic change and where the low register enters (the music
+   starts on a beat) decide (:func:`_offbeat_choice`). The
    phase is then refined on the fine attack envelope folded over the track.
 4. **Meter**: 4/4 unless the spectrum shows triple bar lines
    (:func:`engine.tempo.meter_evidence`); ``beats_per_bar`` 3 or 4 forces it.
 5. **Bar phase**: which beat is "one", from kick, beat-to-beat and
-   bar-to-bar harmonic change, and backbeat cues; its margin over the
-   runner-up is the bar confidence. ``downbeat_offset`` shifts it.
+   bar-to-bar harmonic change, backbeat, and entry (the first beat where kick
+   and bass come in, after any pickup) cues; its margin over the runner-up is
+   the bar confidence. ``downbeat_offset`` shifts it.
 
 Measured on generated tracks (``tests/test_rhythm.py``, ``bench/bench_rhythm.py``)
 and on real renders (``bench/bench_rhythm_real.py``).
