@@ -158,7 +158,10 @@ def main(argv=None) -> int:
             print(f"NDCG@5 default model - heuristic: {d - h:+.2f}")
             entry = {"summary": summary, "oracle": oracle}
             lengths = {r: top_lengths(scored, c) for r, c in (("default model", "pred_default_model"),
-                                                              ("heuristic", "pred_heuristic"))}
+                                                              ("model, no guard", "pred_model,_no_guard"),
+                                                              ("model + guard", "pred_model___guard"),
+                                                              ("heuristic", "pred_heuristic"))
+                       if c in scored.columns}
             entry["top5_bars"] = lengths
             print("top-5 loop lengths (bars: count): " + "; ".join(f"{r} {v}" for r, v in lengths.items()))
             ok = df.groupby("group")["good"].any()
@@ -176,7 +179,9 @@ def main(argv=None) -> int:
                     entry["lmms_in_section_pooled"] = pooled
                     print(f"top-5 inside one arrangement section on {lmms['group'].nunique()} "
                           f"held-out LMMS renders ({grid_name}): " + ", ".join(
-                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model+composite",
+                              f"{r} {pooled[r]:.0%}" for r in ("default model", "model, no guard",
+                                                                "model + guard",
+                                                                "model+composite",
                                                                 "heuristic", "old composite",
                                                                 "random") if r in pooled))
             report[f"{set_name} | {grid_name}"] = entry

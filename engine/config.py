@@ -233,6 +233,10 @@ class RankConfig:
         "model's P@5 in bench/bench_ranker.py)", flag="--composite_rerank")
     max_overlap: float = setting(
         0.5, "skip a candidate overlapping a better one by more than this fraction")
+    section_guard: bool = setting(
+        True, "do not apply the model's section guard (by default multi-bar loops whose bars "
+        "change more than the track's adjacent bars usually do rank below the rest, so the "
+        "top loops stay inside one arrangement section)", flag="--no_section_guard", negate=True)
     model_path: str | None = setting(
         None, "XGBoost loop-quality model (JSON/UBJ with <model>.features.json beside it); "
         "default: the shipped model engine/models/loop_ranker.ubj; 'heuristic' for the "

@@ -23,10 +23,12 @@ from .config import AnalysisConfig
 from .loop_truth import LoopTruth, grid_windows, label_windows, truth_from_realbench, truth_from_synth
 from .ranker import baseline_scores, compare_rankers
 
-#: "default model" is what ``extract`` ranks by by default: the shipped model's score;
+#: "default model" is what ``extract`` ranks by by default: the shipped model's score with
+#: its section guard; "model, no guard" the model's score alone (``--no_section_guard``);
 #: "model+composite" puts the seed's composite re-rank on top (0.75 model + 0.15
 #: periodicity + 0.10 drum alignment; ``extract --composite_rerank``).
-RANKER_ORDER = ("default model", "model+composite", "heuristic", "old composite", "random")
+RANKER_ORDER = ("default model", "model, no guard", "model + guard", "model+composite", "heuristic",
+                "old composite", "random")
 
 
 def truth_for(audio_path, work_dir=None) -> LoopTruth | None:
@@ -100,13 +102,22 @@ def score_table(df: pd.DataFrame, scorer=None, k: int = 5) -> tuple[dict, pd.Dat
     rows = df.copy()
     scores = {}
     if scorer is not None:
-        s = scorer.predict(rows).astype(float)
+        from .config import RankConfig
+
+        raw = scorer.predict(rows).astype(float)
+        guarded = (scorer.rank_scores(rows, raw) if getattr(scorer, "guard", None) is not None
+                   else None)
+        # "default model" is what extract ranks by (RankConfig().section_guard)
+        use_guard = guarded is not None and RankConfig().section_guard
+        s = guarded if use_guard else raw
         comp = np.zeros(len(rows))
         for _, idx in rows.groupby("group").indices.items():
-            comp[idx] = (0.75 * minmax(s[idx])
+            comp[idx] = (0.75 * minmax(raw[idx])
                          + 0.15 * np.clip(rows["periodicity_score"].to_numpy()[idx], 0, 1)
                          + 0.10 * np.clip(rows["drum_alignment_score"].to_numpy()[idx], 0, 1))
         scores["default model"] = s
+        if guarded is not None:
+            scores["model, no guard" if use_guard else "model + guard"] = raw if use_guard else guarded
         scores["model+composite"] = comp
     scores["heuristic"] = baseline_scores(rows, "heuristic")
     scores["old composite"] = baseline_scores(rows, "old_composite")

@@ -9,7 +9,8 @@ hundred MB), and each candidate's features are means and shapes of slices.
 Per-candidate features (:func:`candidate_features`) keep the seed's 20 names
 and add seam, repetition, arrangement and phrase features; see
 :data:`engine.schema.SEED_FEATURES`, :data:`engine.schema.SEAM_FEATURES`,
-:data:`engine.schema.SECTION_FEATURES` and :data:`engine.schema.PHRASE_FEATURES` (bar
+:data:`engine.schema.SECTION_FEATURES`, :data:`engine.schema.PART_FEATURES` (a part entering
+or leaving between bars: :class:`_BarParts`) and :data:`engine.schema.PHRASE_FEATURES` (bar
 similarity at the loop's length vs 1 bar, the bars after the end vs its start, the local
 and track repetition period: :class:`_BarLags`). Differences from the seed, on purpose:
 
@@ -319,6 +320,111 @@ class _BarLags:
         return best, prof
 
 
+#: Band groups of the part-presence cells (:class:`_BarParts`): 40 mel bands in 10 groups.
+PART_GROUPS = 10
+#: Steps per bar of the part-presence cells and onset patterns.
+PART_STEPS = 16
+#: Floor of the part-presence levels, dB below the track's loud level (a band that is
+#: silent in one bar and quiet in another must not count as a huge change).
+PART_FLOOR_DB = 50.0
+#: The part-presence change of two bars is this percentile of their per-band (per-cell)
+#: level differences: robust to one note moving between bands, yet a part entering or
+#: leaving moves many bands (cells) at once.
+PART_PERCENTILE = 90
+#: Floor of the (band group x step) cells, dB below the track's loud cell level.
+PART_CELL_FLOOR_DB = 40.0
+
+
+def _upper_pct(x: np.ndarray, q: float = PART_PERCENTILE) -> float:
+    """The ``q``-th percentile of a 1-D array by nearest rank (faster than np.percentile
+    for the many short vectors of :class:`_BarParts`)."""
+    k = int(round(q / 100.0 * (x.size - 1)))
+    return float(np.partition(x, k)[k])
+
+
+class _BarParts:
+    """Per-bar part-presence descriptors on bar lines ``phase + k * bar_len`` (frames).
+
+    A part (track, instrument) entering or leaving between bars shows up in these, while
+    different notes of the same instrument mostly do not:
+
+    * ``level``: per-bar level (dB) of each mel band, smoothed over 3 adjacent bands
+      (a note moving by a step stays in the same smoothed band), floored
+      :data:`PART_FLOOR_DB` below the track's loud level;
+    * ``cells``: per-bar level (dB) in :data:`PART_GROUPS` band groups x
+      :data:`PART_STEPS` steps: which register plays at which position in the bar;
+    * ``pattern``: per-band-group onset pattern over the steps (half-wave rectified
+      log-mel rise), for the cosine similarity of the bars' rhythm per register.
+    """
+
+    def __init__(self, mel: np.ndarray, phase: int, bar_len: int):
+        n_mel, T = mel.shape
+        K = max(0, (T - phase) // bar_len) if bar_len >= PART_STEPS else 0
+        self.K = K
+        if K < 1:
+            return
+        z = phase + K * bar_len
+        lin = np.expm1(mel[:, phase:z].astype(np.float64)) / 100.0
+        loud = float(np.percentile(lin.sum(axis=0), 95)) / n_mel + 1e-12
+        lev = lin.reshape(n_mel, K, bar_len).mean(axis=2)
+        lev = np.apply_along_axis(lambda r: np.convolve(r, np.ones(3) / 3.0, mode="same"), 0, lev)
+        self.level = 20 * np.log10(lev.T + loud * 10 ** (-PART_FLOOR_DB / 20))
+        groups = np.array_split(np.arange(n_mel), PART_GROUPS)
+        steps = np.array_split(np.arange(bar_len), PART_STEPS)
+        g = np.stack([lin[ix].sum(axis=0) for ix in groups]).reshape(PART_GROUPS, K, bar_len)
+        cells = np.stack([g[:, :, st].mean(axis=2) for st in steps], axis=2)
+        gl = float(np.percentile(g, 95)) + 1e-12
+        self.cells = (20 * np.log10(cells + gl * 10 ** (-PART_CELL_FLOOR_DB / 20))
+                      ).transpose(1, 0, 2).reshape(K, -1)
+        m = mel[:, max(0, phase - 1):z].astype(np.float64)
+        d = np.maximum(0.0, np.diff(m, axis=1))
+        if phase == 0:
+            d = np.pad(d, ((0, 0), (1, 0)))
+        r = np.stack([d[ix].mean(axis=0) for ix in groups]).reshape(PART_GROUPS, K, bar_len)
+        self.pattern = np.stack([r[:, :, st].mean(axis=2) for st in steps], axis=2
+                                ).transpose(1, 0, 2).reshape(K, -1)
+        self._pairs: dict = {}
+        if K >= 2:
+            adj = np.percentile(np.abs(np.diff(self.level, axis=0)), PART_PERCENTILE, axis=1)
+            self.typical = max(float(np.median(adj)), 0.5)
+        else:
+            self.typical = 1.0
+
+    def _pair(self, i: int, j: int) -> tuple:
+        """(larger band-level rise either way, cell change, pattern cosine) of bars i, j;
+        memoised, since overlapping loops share their bar pairs."""
+        if (i, j) not in self._pairs:
+            d = self.level[i] - self.level[j]
+            rise = max(_upper_pct(d), _upper_pct(-d))
+            cell = _upper_pct(np.abs(self.cells[i] - self.cells[j]))
+            a, b = self.pattern[i], self.pattern[j]
+            na, nb = np.linalg.norm(a), np.linalg.norm(b)
+            sim = float(a @ b / (na * nb)) if na > 1e-12 and nb > 1e-12 else 1.0
+            self._pairs[i, j] = (rise, cell, sim)
+        return self._pairs[i, j]
+
+    def features(self, k0: int, n: int) -> dict:
+        """Part-presence features of the loop of bars ``k0 .. k0+n-1``."""
+        out = {"part_change_db": 0.0, "part_change_rel": 0.0, "part_cell_change_db": 0.0,
+               "part_pattern_min_sim": 1.0, "part_end_change_db": 0.0,
+               "part_start_change_db": 0.0}
+        if self.K < 1:
+            return out
+        ks = [k for k in range(k0, k0 + n) if 0 <= k < self.K]
+        if len(ks) >= 2:
+            pairs = [self._pair(i, j) for a, i in enumerate(ks) for j in ks[a + 1:]]
+            change = max(p[0] for p in pairs)
+            out["part_change_db"] = change
+            out["part_change_rel"] = change / self.typical
+            out["part_cell_change_db"] = max(p[1] for p in pairs)
+            out["part_pattern_min_sim"] = min(p[2] for p in pairs)
+        if ks and k0 + n < self.K:
+            out["part_end_change_db"] = _upper_pct(np.abs(self.level[k0 + n] - self.level[ks[0]]))
+        if ks and k0 - 1 >= 0:
+            out["part_start_change_db"] = _upper_pct(np.abs(self.level[k0 - 1] - self.level[ks[-1]]))
+        return out
+
+
 def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.DataFrame,
                        beat_period: float) -> pd.DataFrame:
     """Features of every candidate, computed by slicing the track's frames.
@@ -398,6 +504,7 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
     jump_scale = max(jump_scale, 0.02)
 
     lag_memo: dict = {}
+    parts_memo: dict = {}
     max_lag = max([MAX_PERIOD_BARS] + [int(b) for b in candidates["bars"]]) if len(candidates) \
         else MAX_PERIOD_BARS
     track_period_memo: dict = {}
@@ -427,6 +534,13 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
                "local_period_bars": float(per), "track_period_bars": float(track_period_memo[key]),
                "bars_over_period": n / float(per)}
         return {k: (float(v) if np.isfinite(v) else 0.0) for k, v in out.items()}
+
+    def part_feats(f0: int, n_bars: int, bar_len: int) -> dict:
+        """Part-presence features (:class:`_BarParts`) of the loop from frame ``f0``."""
+        key = (f0 % bar_len, bar_len)
+        if key not in parts_memo:
+            parts_memo[key] = _BarParts(feats.mel, *key)
+        return parts_memo[key].features(f0 // bar_len, n_bars)
 
     rows = []
     for _, c in candidates.iterrows():
@@ -529,6 +643,7 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
             "start_jump_rel": float(sj), "end_jump_rel": float(ej),
             "inside_vs_edges": float(mj / jump_scale / (max(sj, ej) + 1.0)),
             **phrase_feats(f0, n_bars, bar_len),
+            **part_feats(f0, n_bars, bar_len),
         })
     out = pd.DataFrame(rows, index=candidates.index, columns=FEATURE_COLUMNS)
     return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)

@@ -29,6 +29,7 @@ from .atomic import atomic_write_text
 from .candidates import select_distinct
 from .config import AnalysisConfig
 from .features import FEATURE_COLUMNS
+from .schema import PART_FEATURES, names
 from .loop_truth import (GOOD, LABEL_VERSION, LoopTruth, label_windows, shifted_grid_windows, training_windows,
                          truth_from_realbench, truth_from_synth)
 from .metrics import mean_metrics, ranking_metrics
@@ -36,9 +37,11 @@ from .scoring import heuristic_quality, minmax
 
 #: The shipped default model (XGBoost UBJ) and its feature list beside it.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "loop_ranker.ubj"
-#: Columns the model reads: every candidate feature plus the loop length in bars.
-#: No tempo, tempo-factor or source metadata (the seed's model learned from them).
-MODEL_FEATURES = FEATURE_COLUMNS + ["bars"]
+#: Columns the model reads: every candidate feature plus the loop length in bars, except the
+#: part-presence features (the section guard reads them; as model inputs they lowered
+#: section-staying on the holdout LMMS renders). No tempo, tempo-factor or source metadata
+#: (the seed's model learned from them).
+MODEL_FEATURES = [c for c in FEATURE_COLUMNS if c not in names(PART_FEATURES)] + ["bars"]
 #: Realbench tracks kept out of the shipped model so the benchmark can report
 #: held-out numbers on them (every other LMMS, MMA and the Hydrogen render).
 HELD_OUT_REALBENCH = (
@@ -60,6 +63,13 @@ DEFAULT_ROUNDS = 250
 #: generated one's: real renders are the music ``extract`` meets, and there are few.
 REAL_GROUP_WEIGHT = 3.0
 OBJECTIVES = ("rank:ndcg", "rank:pairwise", "binary:logistic")
+#: Section guard (:class:`engine.scoring.SectionGuard`, saved in the model's metadata): a
+#: multi-bar loop is ranked as staying inside one section only when the largest part-presence
+#: change between its bars is at most half the track's median change between adjacent bars
+#: (``part_change_rel``): its bars are more alike than this track's bars usually are, so no
+#: part enters or leaves inside it. Chosen on the dev set's LMMS renders (engine grid); see
+#: README "Loop-quality model".
+GUARD_THRESHOLDS = {"part_change_rel": 0.5}
 
 
 # --------------------------------------------------------------------------- data sources
@@ -523,6 +533,28 @@ def select_objective(df: pd.DataFrame, objectives=OBJECTIVES, n_folds: int = 3, 
     return best, results
 
 
+# --------------------------------------------------------------------------- section guard
+
+def section_guard_meta(df: pd.DataFrame, thresholds=None) -> dict:
+    """The ``section_guard`` entry of a model's metadata: the thresholds (default
+    :data:`GUARD_THRESHOLDS`) and how they act on the training rows' multi-bar windows
+    on the true grid (share passing, and the share of those that stay in one section).
+    Read back by :meth:`engine.scoring.SectionGuard.from_meta`.
+    """
+    thr = dict(GUARD_THRESHOLDS if thresholds is None else thresholds)
+    out = {"thresholds": thr}
+    ref = df[(df["kind"] == "grid") & (df["bars"] > 1)] if "kind" in df.columns else df[df["bars"] > 1]
+    if len(ref) and all(f in ref.columns for f in thr):
+        ok = np.all([ref[f].to_numpy(float) <= t for f, t in thr.items()], axis=0)
+        out["training_multibar_windows"] = int(len(ref))
+        out["training_pass_share"] = float(ok.mean())
+        if "one_section" in ref.columns and ok.any():
+            one = ref["one_section"].to_numpy(bool)
+            out["training_one_section_if_pass"] = float(one[ok].mean())
+            out["training_one_section_if_fail"] = float(one[~ok].mean()) if (~ok).any() else None
+    return out
+
+
 # --------------------------------------------------------------------------- save / load
 
 @dataclass
@@ -627,6 +659,10 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
                                       "heuristic": baseline_scores(ev, "heuristic"),
                                       "old_composite": baseline_scores(ev, "old_composite")})
     booster = train_booster(df, objective, rounds=rounds, seed=seed)
+    guard = section_guard_meta(df)
+    log("section guard: " + ", ".join(f"{k} <= {v:.3f}" for k, v in guard["thresholds"].items())
+        + (f" ({guard['training_pass_share']:.0%} of training multi-bar windows pass)"
+           if "training_pass_share" in guard else ""))
     meta = {
         "name": Path(out_path).stem,
         "objective": objective, "rounds": rounds, "params": DEFAULT_PARAMS, "seed": seed,
@@ -641,6 +677,7 @@ def train_default(n_synthetic: int, realbench=None, out_path=DEFAULT_MODEL_PATH,
                  "tempo_augment": tempo_augment, "tempo_variants": tempo_variants,
                  "bars": list(bars), "rows": int(len(df)), "tracks": int(df["track_id"].nunique()),
                  "good_fraction": float(df["good"].mean())},
+        "section_guard": guard,
         "cv_by_objective": cv,
         "holdout_25pct_tracks": summary,
         "train_seconds": round(time.perf_counter() - t0, 1),

@@ -133,6 +133,26 @@ PHRASE_FEATURES = (
     Column("bars_over_period", "ratio", "candidate_features", "bars / local_period_bars"),
 )
 
+#: Part-presence features (``candidate_features`` stage): does a part (track, instrument)
+#: enter or leave between the loop's bars? From per-bar mel-band levels smoothed over
+#: adjacent bands (different notes of one instrument barely move them) and per-bar
+#: (band group x 16 step) cells; a change between two bars is the 90th percentile of their
+#: per-band (per-cell) level differences (:class:`engine.features._BarParts`).
+PART_FEATURES = (
+    Column("part_change_db", "dB", "candidate_features",
+           "largest band-level rise between any two bars of the loop"),
+    Column("part_change_rel", "ratio", "candidate_features",
+           "part_change_db over the track's median change between adjacent bars"),
+    Column("part_cell_change_db", "dB", "candidate_features",
+           "largest (band group x step) level change between any two bars of the loop"),
+    Column("part_pattern_min_sim", "cosine", "candidate_features",
+           "least similar pair of the loop's bars, per-band-group onset patterns"),
+    Column("part_end_change_db", "dB", "candidate_features",
+           "band-level change from the loop's first bar to the bar after its end"),
+    Column("part_start_change_db", "dB", "candidate_features",
+           "band-level change from the bar before the start to the loop's last bar"),
+)
+
 #: Per-candidate key (``key`` stage).
 KEY = (
     Column("key", "name", "key", "e.g. 'A minor'"),
@@ -189,7 +209,7 @@ def names(columns) -> list[str]:
 
 CANDIDATE_COLUMNS = names(CANDIDATES)
 FEATURE_COLUMNS = (names(SEED_FEATURES) + names(SEAM_FEATURES) + names(SECTION_FEATURES)
-                   + names(PHRASE_FEATURES))
+                   + names(PHRASE_FEATURES) + names(PART_FEATURES))
 KEY_COLUMNS = names(KEY)
 EXPORT_COLUMNS = tuple(names(EXPORT))
 
@@ -197,7 +217,7 @@ EXPORT_COLUMNS = tuple(names(EXPORT))
 def describe(name: str) -> Column | None:
     """The :class:`Column` for a name (embedding columns included), or None."""
     for c in (*TRACK, *CANDIDATES, *SEED_FEATURES, *SEAM_FEATURES, *SECTION_FEATURES,
-              *PHRASE_FEATURES, *KEY, *SCORES, *EXPORT):
+              *PHRASE_FEATURES, *PART_FEATURES, *KEY, *SCORES, *EXPORT):
         if c.name == name:
             return c
     if name.startswith(EMBEDDING_PREFIXES):

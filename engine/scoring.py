@@ -11,6 +11,13 @@ Two sources of a per-candidate quality score, recorded in ``score_source``:
   features that predict a clean, musical loop (drum periodicity, bar
   repetition, seam continuity, a strong first beat, steady energy).
 
+A model may carry a *section guard* (:class:`SectionGuard`, stored in its
+``<model>.meta.json``): multi-bar loops whose bars do not look like the same
+parts playing (a part entering or leaving inside the loop) are ranked below
+every loop that does, so the top-k falls back to shorter loops (a 1-bar loop
+always passes) instead of crossing an arrangement change. ``score`` stays the
+model's own score; ``rank_score`` is the guarded one.
+
 The composite re-rank keeps the earlier scripts' formula: weights for
 the model score (min-max scaled within the track; 0.5 if constant),
 periodicity and drum alignment; negative weights are clipped to 0 and the
@@ -84,12 +91,54 @@ def minmax(x) -> np.ndarray:
 
 
 @dataclass
+class SectionGuard:
+    """Which multi-bar loops may be ranked as staying inside one arrangement section.
+
+    A loop of more than one bar passes when every guard feature is at most its
+    threshold (the features measure change between the loop's bars: a part entering
+    or leaving). Thresholds come from training (:data:`engine.ranker.GUARD_THRESHOLDS`,
+    recorded in the model's metadata by :func:`engine.ranker.section_guard_meta`).
+    """
+
+    thresholds: dict
+
+    def passes(self, features: pd.DataFrame) -> np.ndarray:
+        """True for rows that pass (every 1-bar loop does)."""
+        ok = np.ones(len(features), bool)
+        for name, t in self.thresholds.items():
+            if name not in features.columns:
+                raise ModelError(f"section guard: candidates lack feature {name!r}")
+            ok &= features[name].to_numpy(float) <= float(t)
+        bars = features["bars"].to_numpy(float) if "bars" in features.columns else np.ones(len(features))
+        return ok | (bars <= 1)
+
+    def apply(self, scores, features: pd.DataFrame) -> np.ndarray:
+        """``scores`` with every failing row moved below every passing one (order kept
+        within each side)."""
+        s = np.asarray(scores, float).copy()
+        if not s.size:
+            return s
+        fail = ~self.passes(features)
+        s[fail] -= float(np.nanmax(s) - np.nanmin(s)) + 1.0
+        return s
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "SectionGuard | None":
+        g = meta.get("section_guard") if isinstance(meta, dict) else None
+        if not g or not g.get("thresholds"):
+            return None
+        return cls(thresholds={str(k): float(v) for k, v in g["thresholds"].items()})
+
+
+@dataclass
 class LoopScorer:
-    """An XGBoost loop-quality model and the feature columns it expects."""
+    """An XGBoost loop-quality model, the feature columns it expects and its
+    optional :class:`SectionGuard`."""
 
     booster: object
     feature_names: list
     path: str
+    guard: SectionGuard | None = None
 
     @classmethod
     def load(cls, model_path, features_path=None) -> "LoopScorer":
@@ -118,7 +167,15 @@ class LoopScorer:
             raise ModelError(f"{mp.name}: could not load model ({exc})") from None
         if not isinstance(names, list) or not names:
             raise ModelError(f"{fp.name}: feature list must be a non-empty JSON array")
-        return cls(booster=booster, feature_names=[str(n) for n in names], path=str(mp))
+        guard = None
+        meta_path = mp.with_suffix(".meta.json")
+        if meta_path.is_file():
+            try:
+                guard = SectionGuard.from_meta(json.loads(meta_path.read_text()))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ModelError(f"{meta_path.name}: bad section_guard ({exc})") from None
+        return cls(booster=booster, feature_names=[str(n) for n in names], path=str(mp),
+                   guard=guard)
 
     @property
     def name(self) -> str:
@@ -142,6 +199,13 @@ class LoopScorer:
                              f"{' ...' if len(missing) > 8 else ''}")
         X = features[self.feature_names].to_numpy(np.float32)
         return self.booster.predict(xgb.DMatrix(X, feature_names=self.feature_names))
+
+
+    def rank_scores(self, features: pd.DataFrame, scores=None) -> np.ndarray:
+        """The scores to rank by: :meth:`predict` (or ``scores``) with the section
+        guard applied when the model has one."""
+        s = self.predict(features).astype(float) if scores is None else np.asarray(scores, float)
+        return self.guard.apply(s, features) if self.guard is not None else s
 
 
 def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
@@ -176,5 +240,10 @@ def score_candidates(features: pd.DataFrame, cfg: RankConfig = RankConfig(),
         + w3 * np.clip(out["drum_alignment_score"], 0, 1))
     # default: the heuristic needs the composite, a trained model does not
     use = cfg.use_composite_rerank and (scorer is None or cfg.composite_on_model)
-    out["rank_score"] = out["beatmatch_composite_score"] if use else out["score"]
+    if use:
+        out["rank_score"] = out["beatmatch_composite_score"]
+    elif scorer is not None and cfg.section_guard:
+        out["rank_score"] = scorer.rank_scores(out, out["score"].to_numpy())
+    else:
+        out["rank_score"] = out["score"]
     return out
