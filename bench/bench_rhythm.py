@@ -72,7 +72,7 @@ def main() -> None:
         t0 = time.perf_counter()
         cfg = AnalysisConfig(beats_per_bar=bpb)
         tf, od = compute_track_features(y, SR, cfg)
-        g = analyse_rhythm(y, SR, cfg, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps)
+        g = analyse_rhythm(y, SR, cfg, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps, mel=tf.mel)
         t_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         tempo, frames = librosa.beat.beat_track(y=y, sr=SR, hop_length=512)

@@ -152,7 +152,8 @@ def run_looplab_rhythm(g, cfg: AnalysisConfig) -> dict:
     y, _ = load_mono(g["_wav"], cfg.sr)
     t0 = time.perf_counter()
     tf, od = compute_track_features(y, cfg.sr, cfg)
-    grid = analyse_rhythm(y, cfg.sr, cfg, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps)
+    grid = analyse_rhythm(y, cfg.sr, cfg, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps,
+                          mel=tf.mel)
     dt = time.perf_counter() - t0
     cands = generate_candidates(grid, len(y) / cfg.sr, BARS)
     keep = content_mask(cands["start_time"].to_numpy(), g)

@@ -318,7 +318,7 @@ def label_csv_rows(csv_path, audio_root=None) -> pd.DataFrame:
         y, _ = load_mono(p, cfg.sr)
         tf, onsets = compute_track_features(y, cfg.sr, cfg)
         grid = analyse_rhythm(y, cfg.sr, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps,
-                              path=p.name)
+                              mel=tf.mel, path=p.name)
         win = g[["start_time", "end_time"]].astype(float).copy()
         win["bars"] = np.maximum(1, np.round((win["end_time"] - win["start_time"])
                                              / grid.bar_duration)).astype(int)

@@ -88,7 +88,8 @@ def rhythm(state: AnalysisState) -> None:
 
     frames = state.track_features
     state.grid = analyse_rhythm(state.y, state.cfg.sr, state.cfg, onsets=state.onsets,
-                                chroma=frames.chroma, chroma_fps=frames.fps, path=state.info.name)
+                                chroma=frames.chroma, chroma_fps=frames.fps, mel=frames.mel,
+                                path=state.info.name)
 
 
 def candidates(state: AnalysisState) -> None:

@@ -29,7 +29,8 @@ def _analyse(track, beats_per_bar):
     y = track.audio.mean(axis=1)
     cfg = AnalysisConfig(beats_per_bar=beats_per_bar)
     tf, onsets = compute_track_features(y, SR, cfg)
-    return analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps)
+    return analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma, chroma_fps=tf.fps,
+                          mel=tf.mel)
 
 
 @pytest.mark.parametrize("bpm,bpb,swing,key,patterns", CASES)
@@ -148,3 +149,24 @@ def test_harmonic_cues_are_trusted_only_on_tonal_tracks():
         beats = np.arange(0.5, len(y) / SR - 0.5, 0.5)
         out[name] = _tonality(_beat_sync_chroma(tf.chroma, tf.fps, beats), od)
     assert out["drums"] < 0.5 < out["band"]
+
+
+def test_entry_of_the_low_register_marks_bar_one_after_a_pickup():
+    """A pickup of hats (no kick, no bass) before bar one: the first beat where
+    the low register enters is the first downbeat, and from the wrong beat
+    grid (half a beat late) the beat/off-beat chooser moves back to the beats."""
+    from engine.rhythm import _beat_sync_chroma, _entry_beat, _offbeat_choice
+
+    bpm = 116
+    track = synth_track(bpm, n_bars=12, key="G major", sr=SR, stereo=False, seed=21,
+                        lead_in_beats=3, lead_in_silence=0.4)
+    y = track.audio.mean(axis=1)
+    cfg = AnalysisConfig(beats_per_bar=4)
+    tf, onsets = compute_track_features(y, SR, cfg)
+    beats = track.truth.beats
+    e = _entry_beat(_beat_sync_chroma(tf.mel, tf.fps, beats), SR)
+    assert e is not None and abs(beats[e] - track.truth.downbeats[0]) < 0.01
+    period = 60.0 / bpm
+    off = beats[:-1] + period / 2
+    assert _offbeat_choice(off, period, onsets, tf.chroma, tf.fps, tf.mel) == pytest.approx(period / 2)
+    assert _offbeat_choice(beats, period, onsets, tf.chroma, tf.fps, tf.mel) == 0.0

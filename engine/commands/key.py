@@ -86,5 +86,5 @@ def _downbeats(y, sr: int, path):
     cfg = AnalysisConfig(sr=sr)
     frames, onsets = compute_track_features(y, sr, cfg)
     grid = analyse_rhythm(y, sr, cfg, onsets=onsets, chroma=frames.chroma, chroma_fps=frames.fps,
-                          path=str(path))
+                          mel=frames.mel, path=str(path))
     return grid.downbeats
