@@ -74,6 +74,9 @@ BAR_CHANGE_W = 1.5
 ENTRY_W = 1.0
 ENTRY_LEVEL = 0.5
 ENTRY_MAX_HZ = 700.0
+#: Level (times the median) below which the low register counts as silent
+#: when :func:`_rise_start` looks back for where an entry's rise began.
+ENTRY_FLOOR = 0.1
 
 #: Weights of the backbeat alternation and harmonic-change cues in
 #: :func:`_offbeat_choice` (the onset-level cues weigh 0.5 each). The
@@ -433,6 +436,19 @@ def _entry_index(level: np.ndarray | None) -> int | None:
     return int(np.argmax(level >= ENTRY_LEVEL * med))
 
 
+def _rise_start(level: np.ndarray, k: int) -> int:
+    """Index where the rise that reaches ``level[k]`` begins: step back from
+    ``k`` while the level keeps falling and stays above ENTRY_FLOOR times its
+    median (below that it is silence, or the decay of nothing). A fade-in or a
+    slowly swelling bass crosses the entry threshold a good part of a beat
+    after it starts (on a ramp the crossing time depends on the threshold,
+    not on the music); the start of the rise is where the part entered."""
+    floor = ENTRY_FLOOR * float(np.median(level))
+    while k > 0 and floor <= level[k - 1] < level[k]:
+        k -= 1
+    return k
+
+
 def _entry_beat(bm: np.ndarray, sr: int) -> int | None:
     """Index of the first beat where the low register enters (its level
     reaches ENTRY_LEVEL times the median over all beats; ``bm``:
@@ -661,8 +677,10 @@ def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,
             tonal = _tonality(_beat_sync_chroma(chroma, chroma_fps, on), od)
             score += OFFBEAT_CHANGE_W * tonal * np.log(change(on) / change(off_t))
     if mel is not None and chroma_fps:
-        k = _entry_index(_low_register(mel, od.sr))
+        low = _low_register(mel, od.sr)
+        k = _entry_index(low)
         if k is not None:
+            k = _rise_start(low, k)
             score += OFFBEAT_ENTRY_W * np.cos(2.0 * np.pi * (k / chroma_fps - beats[0]) / period)
     return 0.0 if score >= 0 else half
 

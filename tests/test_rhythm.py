@@ -170,3 +170,24 @@ def test_entry_of_the_low_register_marks_bar_one_after_a_pickup():
     off = beats[:-1] + period / 2
     assert _offbeat_choice(off, period, onsets, tf.chroma, tf.fps, tf.mel) == pytest.approx(period / 2)
     assert _offbeat_choice(beats, period, onsets, tf.chroma, tf.fps, tf.mel) == 0.0
+
+
+def test_entry_of_a_fade_in_is_where_the_rise_starts():
+    """A track faded in over two beats crosses the entry level a third of a
+    beat or more after the music starts; the entry used for the beat phase is
+    where that rise began (on the first beat), not the crossing."""
+    from engine.rhythm import _entry_index, _low_register, _rise_start
+
+    bpm = 87
+    track = synth_track(bpm, n_bars=8, key="G major", sr=SR, stereo=False, seed=5,
+                        lead_in_beats=0, lead_in_silence=0.0, instruments=("bass", "chords"))
+    y = track.audio.mean(axis=1)
+    period = 60.0 / bpm
+    n = int(2 * period * SR)
+    y[:n] *= np.linspace(0.02, 1.0, n) ** 2
+    tf, _ = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+    level = _low_register(tf.mel, SR)
+    k = _entry_index(level)
+    first = track.truth.beats[0]
+    assert k / tf.fps - first > period / 3
+    assert abs(_rise_start(level, k) / tf.fps - first) < 0.1
