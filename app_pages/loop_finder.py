@@ -168,7 +168,9 @@ def loop_section() -> None:
     st.dataframe(table, key="loop_table", on_select=_on_table, selection_mode="single-row",
                  hide_index=True,
                  column_config={"score": st.column_config.ProgressColumn(
-                     "score", min_value=0.0, max_value=1.0, format="%.2f"),
+                     "score", min_value=0.0, max_value=1.0, format="%.2f",
+                     help="share of this track's candidate loops that the quality model scores "
+                          "no higher (1.00 = its best)"),
                      "scored by": st.column_config.TextColumn(
                          "scored by", help="model = trained loop-quality model; heuristic = "
                                            "transparent blend of the features")},

@@ -135,7 +135,20 @@ def rank_view(analysis: TrackAnalysis, *, top_k: int = 5, bars=None,
     if scorer is None:
         scorer = load_scorer(cfg)
     scored, selected = rank_track(view, cfg, scorer)
+    selected = selected.assign(score_share=score_share(scored["score"], selected["score"]))
     return add_sample_positions(scored, sr), add_sample_positions(selected, sr)
+
+
+def score_share(all_scores, scores) -> np.ndarray:
+    """The share (0-1) of a track's candidates that score at most as high as each of ``scores``.
+
+    Model scores are ranking margins with no fixed scale (negative is common), so the
+    dashboard shows each loop's standing among its own track's candidates instead.
+    """
+    ref = np.sort(np.asarray(all_scores, float))
+    if not ref.size:
+        return np.zeros(len(scores))
+    return np.searchsorted(ref, np.asarray(scores, float), side="right") / ref.size
 
 
 def key_text(key, camelot=None) -> str:
@@ -178,9 +191,10 @@ def loop_table(selected: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd
         "BPM": df["bpm"].astype(float).round(1),
         "key": df.get("key", pd.Series([""] * len(df))).fillna(""),
         "Camelot": df.get("camelot", pd.Series([""] * len(df))).fillna(""),
-        # the scorer's own quality estimate; the order (rank) may also reflect the
+        # the scorer's own estimate as the share of the track's candidates it beats
+        # (``score_share``, from rank_view); the order (rank) may also reflect the
         # section guard or the composite re-rank (``rank_score``)
-        "score": df["score"].astype(float).round(3),
+        "score": (df["score_share"] if "score_share" in df else df["score"]).astype(float).round(3),
         "scored by": df.get("score_source", pd.Series([""] * len(df))).fillna(""),
     })
     for col, title in MAIN_FEATURES.items():

@@ -84,10 +84,20 @@ def test_rank_view_and_table(ws):
     table = loop_table(sel, ws.labels(tid))
     assert table["your label"].tolist() == ["good", "", ""]
     assert {"rank", "start", "bars", "BPM", "key", "Camelot", "score"} <= set(table.columns)
+    # the table's score is the loop's standing among the track's candidates (0-1)
+    assert table["score"].between(0.0, 1.0).all()
     # the dashboard ranks as extract does: with the shipped loop-quality model
     assert sel1["score_source"].iloc[0] == "model:loop_ranker"
     _, heur = rank_view(a, top_k=1, rank_cfg=RankConfig(model_path="heuristic"))
     assert heur["score_source"].iloc[0] == "heuristic"
+
+
+def test_score_share():
+    from engine.loopview import score_share
+
+    np.testing.assert_allclose(score_share([-1.0, 0.5, 2.0, 3.0], [3.0, 0.5, -2.0]),
+                               [1.0, 0.5, 0.0])
+    assert score_share([], [1.0]).tolist() == [0.0]
 
 
 def test_key_text_drops_missing_values():
