@@ -231,12 +231,9 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     for i in pk:
         # the comb line is only as fine as the spectrum's bins: refine it so
         # beats sampled across the whole track do not drift off the music
-        period, ph = refine_period(nf + nl, fps, 1.0 / float(freqs[sel[i]]), rel=0.006, steps=41)
+        period, _, alt, kick = pulse_cues(nf, nl, nm, fps, r_low, 1.0 / float(freqs[sel[i]]))
         f = 1.0 / period
         strength = float(np.log(c[i] / c[pk[0]]))
-        bt = np.arange(ph, len(nf) / fps, period)
-        # the comb's strongest pulse may be the off-beat: take the better of both
-        alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
         # the strongest pulse must be a metrical level of the candidate's
         # hierarchy (a whole multiple or divisor of its beat): a beat at 2/3
         # or 4/3 of the dominant pulse is a cross-rhythm, not the beat
@@ -244,8 +241,6 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
             f_top = f
         q = max(f, f_top) / min(f, f_top)
         compat = 0.0 if abs(q - round(q)) < 0.03 * q else -INCOMPATIBLE_PENALTY
-        lag = fps / f
-        kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
         prior = -0.5 * (np.log2(f * 60.0 / PRIOR_CENTRE_BPM) / PRIOR_WIDTH_OCT) ** 2
         scored[f] = (STRENGTH_WEIGHT * strength + ALT_WEIGHT * alt + KICK_WEIGHT * kick + prior
                      + compat)
@@ -258,6 +253,28 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     return TempoEstimate(bpm=best_f * 60.0, confidence=conf,
                          candidates={round(f * 60.0, 2): round(s, 3) for f, s in scored.items()},
                          parts=parts)
+
+
+def pulse_cues(nf: np.ndarray, nl: np.ndarray, nm: np.ndarray, fps: float, r_low: np.ndarray,
+               period: float) -> tuple[float, float, float, float]:
+    """A candidate pulse refined and judged: ``(period, phase, alt, kick)``.
+
+    The period (s) near ``period`` and its phase come from the harmonic comb of
+    ``nf + nl`` (:func:`refine_period`: the spectrum's bins are too coarse for
+    beats sampled across a whole track); ``alt`` is the backbeat cue
+    (:func:`alternation`) on the better of the beats and the off-beats (the
+    comb's strongest pulse may be the off-beat); ``kick`` is the low band's
+    autocorrelation (``r_low``, :func:`_acf` of ``nl``) at the period minus any
+    at half of it. ``nf, nl, nm``: novelty curves (:func:`novelty`) of the full,
+    low and mid bands.
+    """
+    period, ph = refine_period(nf + nl, fps, period, rel=0.006, steps=41)
+    f = 1.0 / period
+    bt = np.arange(ph, len(nf) / fps, period)
+    alt = max(alternation(nl, nm, fps, bt), alternation(nl, nm, fps, bt + 0.5 / f))
+    lag = fps / f
+    kick = _acf_at(r_low, lag) - max(0.0, _acf_at(r_low, lag / 2.0))
+    return period, ph, float(alt), float(kick)
 
 
 def meter_evidence(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float,

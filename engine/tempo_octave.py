@@ -217,12 +217,7 @@ def _context(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float) -> 
 def level_cues(ctx: _Context, bpm: float) -> LevelCues:
     """Cues of the metrical level at ``bpm`` (see :class:`LevelCues`)."""
     fps = ctx.fps
-    period, ph = tempomod.refine_period(ctx.nf + ctx.nl, fps, 60.0 / bpm, rel=0.006, steps=41)
-    bt = np.arange(ph, len(ctx.nf) / fps, period)
-    alt = max(tempomod.alternation(ctx.nl, ctx.nm, fps, bt),
-              tempomod.alternation(ctx.nl, ctx.nm, fps, bt + period / 2.0))
-    lag = fps * period
-    kick = tempomod._acf_at(ctx.r_low, lag) - max(0.0, tempomod._acf_at(ctx.r_low, lag / 2.0))
+    period, ph, alt, kick = tempomod.pulse_cues(ctx.nf, ctx.nl, ctx.nm, fps, ctx.r_low, 60.0 / bpm)
     f = 1.0 / period
     comb = float(np.log(tempomod.comb(ctx.freqs, ctx.mag, np.array([f]))[0] + 1e-12))
     t = np.arange(len(ctx.nf)) / fps
