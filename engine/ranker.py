@@ -545,7 +545,9 @@ def section_guard_meta(df: pd.DataFrame, thresholds=None) -> dict:
     out = {"thresholds": thr}
     ref = df[(df["kind"] == "grid") & (df["bars"] > 1)] if "kind" in df.columns else df[df["bars"] > 1]
     if len(ref) and all(f in ref.columns for f in thr):
-        ok = np.all([ref[f].to_numpy(float) <= t for f, t in thr.items()], axis=0)
+        from .scoring import SectionGuard
+
+        ok = SectionGuard(thr).passes(ref)
         out["training_multibar_windows"] = int(len(ref))
         out["training_pass_share"] = float(ok.mean())
         if "one_section" in ref.columns and ok.any():
