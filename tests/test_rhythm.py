@@ -191,3 +191,25 @@ def test_entry_of_a_fade_in_is_where_the_rise_starts():
     first = track.truth.beats[0]
     assert k / tf.fps - first > period / 3
     assert abs(_rise_start(level, k) / tf.fps - first) < 0.1
+
+
+def test_timbre_change_across_two_bar_blocks_marks_the_bar_lines():
+    """Parts that enter and leave every two bars (a four-on-the-floor kick
+    throughout, so the onsets say nothing about bar one) change the log-mel
+    spectrum across the bar lines: the two-bar timbre-change cue is highest
+    at the true bar phase, and so are the combined scores."""
+    from engine.rhythm import _bar_change, _beat_sync_chroma, bar_phase_scores
+
+    bars = [("drums",), ("drums",), ("drums", "bass", "chords"), ("drums", "bass", "chords")] * 3
+    track = synth_track(124, n_bars=len(bars), section_bars=len(bars), sr=SR, stereo=False,
+                        seed=3, key="E minor", patterns=("four_on_floor",), crash=False,
+                        lead_in_beats=2, bar_instruments=bars)
+    y = track.audio.mean(axis=1)
+    tf, od = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+    beats = track.truth.beats
+    true = int(np.argmin(np.abs(beats - track.truth.downbeats[0]))) % 4
+    bm = _beat_sync_chroma(tf.mel, tf.fps, beats)
+    change = [_bar_change(bm, 4, p, 2) for p in range(4)]
+    assert int(np.argmax(change)) == true
+    scores = bar_phase_scores(beats, od, 4, tf.chroma, tf.fps, mel=tf.mel)
+    assert int(np.argmax(scores)) == true
