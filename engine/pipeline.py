@@ -399,54 +399,97 @@ def _extract_in_worker(path, out_dir, cfg, name, kill_on=None):
     return extract_track(path, out_dir, cfg, track_dir_name=name)
 
 
-def _isolated_child(result_file, path, out_dir, cfg, name, kill_on):
-    import joblib
+def _pool_worker(conn, out_dir, cfg: PipelineConfig, kill_on, threads: int) -> None:
+    """A worker process: analyse the files it is sent, one at a time, until told to stop."""
+    from threadpoolctl import threadpool_limits
 
-    joblib.dump(_extract_in_worker(path, out_dir, cfg, name, kill_on), result_file)
+    with threadpool_limits(limits=max(1, threads)):   # no oversubscription of the cores
+        while True:
+            job = conn.recv()
+            if job is None:
+                return
+            path, name = job
+            conn.send(_extract_in_worker(path, out_dir, cfg, name, kill_on))
 
 
-def _run_isolated(items, out_dir, cfg: PipelineConfig, kill_on):
-    """Yield TrackResults, each file in its own fresh process (at most n_jobs at once).
+def _run_pool(items, out_dir, cfg: PipelineConfig, kill_on):
+    """Yield TrackResults as they finish, from ``cfg.n_jobs`` worker processes.
 
-    A file whose process dies (segfault, out-of-memory kill) is reported as
-    failed with the signal; the others are unaffected.
+    Each worker holds one file at a time. A worker that dies (segfault,
+    out-of-memory kill) costs only the file it held: that file is reported
+    as failed with the signal, a fresh worker takes its place, and every
+    other file goes on where it is. (A shared executor such as joblib's
+    abandons all its files when one worker dies.)
     """
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
-    import joblib
-
     from .kernels import describe_exit
 
     ctx = mp.get_context("spawn")
-    pending, running = list(items), {}
-    with tempfile.TemporaryDirectory(prefix="looplab-isolated-") as tmp:
-        while pending or running:
-            while pending and len(running) < max(1, cfg.n_jobs):
-                p, n = pending.pop(0)
-                rfile = Path(tmp) / f"{len(pending)}-{len(running)}-{time.monotonic_ns()}.joblib"
-                proc = ctx.Process(target=_isolated_child,
-                                   args=(str(rfile), p, out_dir, cfg, n, kill_on), daemon=True)
-                proc.start()
-                running[proc.sentinel] = (proc, rfile, p)
-            for sentinel in wait(list(running)):
-                proc, rfile, p = running.pop(sentinel)
+    pending = list(items)
+    n_workers = max(1, min(cfg.n_jobs, len(pending)))
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    busy = {}                              # connection -> (process, (path, name))
+
+    def start_worker():
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_pool_worker, args=(child, out_dir, cfg, kill_on, threads),
+                           daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def hand_out(proc, conn, fresh=False):
+        if pending:
+            try:
+                conn.send(pending[0])
+            except OSError as exc:         # the worker died between two files: replace it
+                conn.close()
                 proc.join()
+                if fresh:
+                    raise LoopLabError(f"could not start a worker process "
+                                       f"({describe_exit(proc.exitcode)})") from exc
+                return hand_out(*start_worker(), fresh=True)
+            busy[conn] = (proc, pending.pop(0))
+        else:                              # nothing left: let the worker exit
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            conn.close()
+            proc.join(timeout=10)
+
+    try:
+        for _ in range(n_workers):
+            hand_out(*start_worker(), fresh=True)
+        while busy:
+            for conn in wait(list(busy)):
+                proc, (path, _name) = busy.pop(conn)
                 try:
-                    yield joblib.load(rfile)
-                except Exception:  # noqa: BLE001 - no result: the process died
-                    yield TrackResult(path=str(p), ok=False,
-                                      error=f"{Path(p).name}: worker process died while analysing "
-                                      f"it ({describe_exit(proc.exitcode)})")
+                    result = conn.recv()
+                except (EOFError, OSError):      # the worker died holding this file
+                    proc.join()
+                    conn.close()
+                    yield TrackResult(path=str(path), ok=False,
+                                      error=f"{Path(path).name}: worker process died while "
+                                      f"analysing it ({describe_exit(proc.exitcode)})")
+                    if pending:
+                        hand_out(*start_worker(), fresh=True)
+                    continue
+                yield result
+                hand_out(proc, conn)
+    finally:                               # an interrupted batch leaves no worker behind
+        for proc, _job in busy.values():
+            proc.kill()
+            proc.join()
 
 
 def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
     """Yield TrackResults as they finish (joblib locally or on Dask).
 
-    Locally, when a worker process dies (joblib then abandons the whole
-    pool), the files without a result yet are run again, each in a fresh
-    process of its own: the file that killed its worker is reported with
-    the signal, every other file completes.
+    Locally, a worker process that dies costs only the file it held
+    (see ``_run_pool``).
     """
     from joblib import Parallel, delayed, parallel_config
 
@@ -466,20 +509,7 @@ def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
         for p, n in zip(paths, names):
             yield extract_track(p, out_dir, cfg, track_dir_name=n)
     else:
-        from concurrent.futures.process import BrokenProcessPool
-
-        from joblib.externals.loky.process_executor import TerminatedWorkerError
-
-        done = set()
-        jobs = [delayed(_extract_in_worker)(p, out_dir, cfg, n, kill_on)
-                for p, n in zip(paths, names)]
-        try:
-            for r in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
-                done.add(r.path)
-                yield r
-        except (TerminatedWorkerError, BrokenProcessPool):
-            rest = [(p, n) for p, n in zip(paths, names) if str(p) not in done]
-            yield from _run_isolated(rest, out_dir, cfg, kill_on)
+        yield from _run_pool(list(zip(paths, names)), out_dir, cfg, kill_on)
 
 
 def run_batch(paths, out_dir, cfg: PipelineConfig = PipelineConfig(), *, progress=None) -> BatchResult:

@@ -71,7 +71,9 @@ def test_a_worker_killed_by_a_signal_costs_only_its_file(tracks, tmp_path, monke
     assert "worker process died while analysing" in by_name[victim].error
     assert "signal 11" in by_name[victim].error
     ok = [r for r in out.results if r.ok]
-    assert len(ok) == 2 and all(r.n_exported == 2 for r in ok)
+    errors = {Path(r.path).name: r.error for r in out.results if not r.ok}
+    assert len(ok) == 2 and all(r.n_exported == 2 for r in ok), errors
+    assert len(out.results) == 3      # each file reported once
     agg = pd.read_csv(tmp_path / "out" / "all_loops_metadata.csv")
     assert set(agg["track_id"]) == {p.stem for p in tracks[:3] if p.name != victim}
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
