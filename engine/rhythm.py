@@ -307,13 +307,21 @@ def fold_tempo(bpm: float, min_bpm: float, max_bpm: float) -> float:
 
 # --------------------------------------------------------------------------- grid
 
-def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025) -> float:
+def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025,
+                 z_min: float = 3.0) -> float:
     """Beat time near ``t`` where the fine attack envelope, folded at
     ``period`` over the whole track, peaks (within ``window`` s).
 
     The comb phase comes from 23 ms frames; attacks folded over hundreds of
     beats locate the grid to a couple of milliseconds, and the narrow window
     keeps the refinement on this beat rather than a neighbouring subdivision.
+
+    The fold is only trusted when it has a peak: the highest (smoothed) bin
+    inside the window must be an interior maximum standing ``z_min`` standard
+    deviations of the fold's own noise above the lowest bin of the window. The
+    noise is the bin-to-bin roughness of the unsmoothed fold (median absolute
+    first difference), carried through the smoothing kernel. Otherwise
+    (attacks smeared or spread over the window) ``t`` is kept.
     """
     fps = od.sr / od.fine_hop
     n_bins = max(16, int(round(period * fps)))
@@ -321,11 +329,17 @@ def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025) 
     ph = ((np.arange(len(fine)) / fps - t) / period) % 1.0
     b = (ph * n_bins).astype(int) % n_bins
     h = np.bincount(b, weights=fine, minlength=n_bins) / np.maximum(1, np.bincount(b, minlength=n_bins))
+    d = np.diff(np.r_[h, h[:1]])
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
     kern = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
     h = np.convolve(np.r_[h[-2:], h, h[:2]], kern, mode="same")[2:-2]
     w = int(round(window / period * n_bins))
-    cand = np.r_[np.arange(0, w + 1), np.arange(n_bins - w, n_bins)]
-    k = int(cand[np.argmax(h[cand])])
+    cand = np.r_[np.arange(n_bins - w, n_bins), np.arange(0, w + 1)]     # in time order
+    i = int(np.argmax(h[cand]))
+    k, j = int(cand[i]), int(cand[np.argmin(h[cand])])
+    noise = sigma * float(np.sqrt(2.0 * np.sum(kern ** 2)))   # of a difference of two smoothed bins
+    if i in (0, len(cand) - 1) or h[k] - h[j] < z_min * noise:
+        return float(t)
     off = (k + 0.5) / n_bins * period
     if off > period / 2:
         off -= period

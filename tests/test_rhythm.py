@@ -213,3 +213,27 @@ def test_timbre_change_across_two_bar_blocks_marks_the_bar_lines():
     assert int(np.argmax(change)) == true
     scores = bar_phase_scores(beats, od, 4, tf.chroma, tf.fps, mel=tf.mel)
     assert int(np.argmax(scores)) == true
+
+
+def _fine_onsets(fine: np.ndarray, sr: int = 22050) -> "rhythm_mod.OnsetData":
+    from engine import rhythm as rhythm_mod
+    z = np.zeros(10)
+    return rhythm_mod.OnsetData(sr=sr, hop_length=512, envelope=z, low=z, mid=z, fine=fine)
+
+
+def test_fold_refine_moves_to_the_attacks_and_keeps_the_beat_without_a_peak():
+    from engine.rhythm import FINE_HOP, _fold_refine
+
+    sr, period, n = 22050, 0.5, 60 * 22050 // FINE_HOP
+    fps = sr / FINE_HOP
+    rng = np.random.default_rng(3)
+    t = np.arange(n) / fps
+    since = (t - 0.512) % period                     # attacks 12 ms after the guess
+    fine = np.exp(-since / 0.03) + 0.05 * rng.random(n)
+    assert _fold_refine(0.5, period, _fine_onsets(fine, sr)) == pytest.approx(0.512, abs=0.005)
+    # no attacks: the fold is noise, the coarse beat is kept exactly
+    noise = rng.gamma(2.0, 0.1, n)
+    assert _fold_refine(0.5, period, _fine_onsets(noise, sr)) == 0.5
+    # a swell over the whole window (no peak inside it) keeps it too
+    swell = 1.0 + np.cos(2 * np.pi * (t - 0.5 - period / 2) / period) + 0.05 * rng.random(n)
+    assert _fold_refine(0.5, period, _fine_onsets(swell, sr)) == 0.5
