@@ -32,7 +32,55 @@ def bar_lines(grid: RhythmGrid, duration: float) -> np.ndarray:
     return db
 
 
-def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) -> pd.DataFrame:
+#: A bar at the end of a track whose strongest onset is below this share of the
+#: median bar's strongest onset is ring-out (the last hit's decay, reverb
+#: tails, silence), not music: no loop starts or ends in it. On the realbench
+#: renders ring-out bars peak at 0.08-0.14 of the median bar, the last played
+#: bars at 0.5 or more.
+RING_OUT_ONSET = 0.25
+
+
+def music_end_line(lines: np.ndarray, envelope: np.ndarray, fps: float,
+                   floor: float = RING_OUT_ONSET) -> int:
+    """Index of the bar line that closes the track's last played bar.
+
+    Parameters
+    ----------
+    lines : ndarray
+        Bar lines in seconds (:func:`bar_lines`).
+    envelope : ndarray
+        Onset-strength envelope of the whole track.
+    fps : float
+        Frames per second of ``envelope``.
+    floor : float
+        A trailing bar whose strongest onset is below ``floor`` times the
+        median bar's is ring-out.
+
+    Returns
+    -------
+    int
+        ``len(lines) - 1`` when the music plays to the last bar line; fewer
+        when trailing bars are ring-out. Bars in the middle of a track (a
+        break) are never trimmed, and neither is anything when fewer than
+        two bars would remain.
+    """
+    lines = np.asarray(lines, float)
+    env = np.asarray(envelope, float)
+    if len(lines) < 3 or env.size == 0:
+        return len(lines) - 1
+    idx = np.clip(np.round(lines * fps).astype(int), 0, env.size)
+    peaks = np.array([env[a:b].max() if b > a else 0.0 for a, b in zip(idx[:-1], idx[1:])])
+    ref = float(np.median(peaks))
+    if not np.isfinite(ref) or ref <= 0:
+        return len(lines) - 1
+    played = np.flatnonzero(peaks >= floor * ref)
+    if played.size == 0 or played[-1] < 1:
+        return len(lines) - 1
+    return int(played[-1]) + 1
+
+
+def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8), *,
+                        onset_envelope=None, fps: float | None = None) -> pd.DataFrame:
     """Every loop of ``bars`` bars that starts and ends on a bar line.
 
     Parameters
@@ -42,6 +90,10 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
         Track length in seconds (bar lines past it are not used).
     bars : sequence of int
         Loop lengths in bars.
+    onset_envelope, fps : ndarray and float, optional
+        The track's onset-strength envelope and its frame rate. When given,
+        the ring-out after the last played bar is left out
+        (:func:`music_end_line`): a loop of a decaying final chord is no loop.
 
     Returns
     -------
@@ -50,6 +102,8 @@ def generate_candidates(grid: RhythmGrid, duration: float, bars=(1, 2, 4, 8)) ->
         length then start.
     """
     lines = bar_lines(grid, duration)
+    if onset_envelope is not None and fps:
+        lines = lines[:music_end_line(lines, onset_envelope, fps) + 1]
     rows = []
     for n in sorted({int(b) for b in bars if int(b) > 0}):
         for i in range(len(lines) - n):

@@ -50,3 +50,49 @@ def test_select_distinct_skips_overlaps():
     assert list(top["rank"]) == [1, 2, 3]
     assert overlap_fraction(0, 8, 2, 10) == 0.75
     assert overlap_fraction(0, 1, 2, 3) == 0.0
+
+
+def test_ring_out_after_the_last_played_bar_is_no_loop():
+    """Trailing bars without a real onset (the last hit's decay) are left out;
+    a silent break in the middle of the track is not."""
+    from engine.candidates import music_end_line
+
+    fps, bar = 100.0, 2.0
+    lines = np.arange(13) * bar                     # 12 bars
+    env = np.zeros(int(lines[-1] * fps) + 50)
+    for k in range(12):
+        if k in (4, 5) or k >= 10:                  # a 2-bar break, then 2 bars of ring-out
+            continue
+        for b in range(4):
+            env[int((lines[k] + b * bar / 4) * fps)] = 1.0
+    env[int(lines[10] * fps) + 3] = 0.1             # the decay's faint flux
+    assert music_end_line(lines, env, fps) == 10
+    assert music_end_line(lines, np.ones_like(env), fps) == 12     # plays to the end
+    g = _grid(bpm=120.0, n_beats=48, first=0.0)
+    df = generate_candidates(g, duration=26.0, bars=(1, 2), onset_envelope=env, fps=fps)
+    assert df.end_time.max() == 20.0
+    assert ((df.start_time < 10.0) & (df.end_time > 8.0)).any()    # loops over the break stay
+
+
+def test_a_decaying_final_chord_gets_no_loop_on_generated_audio():
+    import tempfile
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from engine.config import AnalysisConfig
+    from engine.pipeline import analyse_track
+    from engine.synth import synth_track
+
+    sr, bpm = 22050, 120.0
+    track = synth_track(bpm, n_bars=8, seed=2, sr=sr, stereo=False, tail_seconds=0.0)
+    t = np.arange(int(6.0 * sr)) / sr              # 3 bars of a decaying A minor chord
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 261.63, 329.63)) * np.exp(-t / 0.6)
+    y = np.concatenate([track.audio.mean(axis=1), 0.2 * chord])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ringout.wav"
+        sf.write(path, y, sr)
+        a = analyse_track(path, AnalysisConfig(), cache=None)
+    # the chord's own bar (its attack) is the last played bar; the 2 bars of its decay are not
+    chord_bar_end = track.truth.downbeats[-1] + 2 * 4 * 60.0 / bpm
+    assert abs(a.candidates["end_time"].max() - chord_bar_end) < 0.05
