@@ -591,7 +591,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         # leave the DJ range a little: slow ballads, fast polkas)
         octave = resolve_octave(env[lo:lo + m], od.low[lo:lo + m], od.mid[lo:lo + m], od.fps, bpm,
                                 chroma=chroma, chroma_fps=chroma_fps, min_bpm=config.min_bpm,
-                                max_bpm=config.max_bpm)
+                                max_bpm=config.max_bpm, context=est.context)
         tempo_conf = min(tempo_conf, octave.confidence)
         if octave.factor != 1.0:
             bpm = octave.bpm

@@ -77,6 +77,40 @@ class TempoEstimate:
     confidence: float
     candidates: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)
+    #: The :class:`PulseContext` the estimate was read from (for the octave check).
+    context: "PulseContext | None" = field(default=None, repr=False)
+
+
+@dataclass
+class PulseContext:
+    """What the tempo estimate and the octave check read from a track's onset envelopes.
+
+    Attributes
+    ----------
+    nf, nl, nm : ndarray
+        Novelty curves (:func:`novelty`) of the full, low and mid bands.
+    fps : float
+        Their frame rate.
+    r_low : ndarray
+        Autocorrelation of ``nl`` (:func:`_acf`): the kick cue.
+    freqs, mag : ndarray
+        Their joint periodicity spectrum (:func:`periodicity_spectrum`).
+    """
+
+    nf: np.ndarray
+    nl: np.ndarray
+    nm: np.ndarray
+    fps: float
+    r_low: np.ndarray
+    freqs: np.ndarray
+    mag: np.ndarray
+
+
+def pulse_context(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float) -> PulseContext:
+    """The :class:`PulseContext` of full-, low- and mid-band onset envelopes at ``fps``."""
+    nf, nl, nm = (novelty(e, fps) for e in (full, low, mid))
+    freqs, mag = periodicity_spectrum([nf, nl, nm], fps)
+    return PulseContext(nf, nl, nm, fps, _acf(nl), freqs, mag)
 
 
 def novelty(env: np.ndarray, fps: float, window: float = 1.0) -> np.ndarray:
@@ -208,12 +242,12 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     -------
     TempoEstimate
     """
-    nf, nl, nm = (novelty(e, fps) for e in (full, low, mid))
-    freqs, mag = periodicity_spectrum([nf, nl, nm], fps)
+    ctx = pulse_context(full, low, mid, fps)
+    nf, nl, nm, r_low, freqs, mag = ctx.nf, ctx.nl, ctx.nm, ctx.r_low, ctx.freqs, ctx.mag
     fmin, fmax = min_bpm / 60.0 * 0.985, max_bpm / 60.0 * 1.015
     sel = np.flatnonzero((freqs >= fmin) & (freqs <= fmax))
     if sel.size < 3:
-        return TempoEstimate(bpm=float("nan"), confidence=0.0)
+        return TempoEstimate(bpm=float("nan"), confidence=0.0, context=ctx)
     c = comb(freqs, mag, freqs[sel])
     is_pk = np.r_[c[0] > c[1], (c[1:-1] >= c[:-2]) & (c[1:-1] >= c[2:]), c[-1] > c[-2]]
     pk = np.flatnonzero(is_pk)
@@ -225,7 +259,6 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         if len(chosen) >= MAX_CANDIDATES:
             break
     pk = np.array(chosen)
-    r_low = _acf(nl)
     scored, parts = {}, {}
     f_top = None
     for i in pk:
@@ -252,7 +285,7 @@ def estimate_tempo(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     conf = float(w.max() / w.sum())
     return TempoEstimate(bpm=best_f * 60.0, confidence=conf,
                          candidates={round(f * 60.0, 2): round(s, 3) for f, s in scored.items()},
-                         parts=parts)
+                         parts=parts, context=ctx)
 
 
 def pulse_cues(nf: np.ndarray, nl: np.ndarray, nm: np.ndarray, fps: float, r_low: np.ndarray,

@@ -197,25 +197,9 @@ def chord_change_interval(chroma: np.ndarray, fps: float, window: float = 0.5) -
     return float(np.median(np.diff(pk)) / fps)
 
 
-@dataclass
-class _Context:
-    nf: np.ndarray
-    nl: np.ndarray
-    nm: np.ndarray
-    fps: float
-    r_low: np.ndarray
-    freqs: np.ndarray
-    mag: np.ndarray
-
-
-def _context(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float) -> _Context:
-    nf, nl, nm = (tempomod.novelty(e, fps) for e in (full, low, mid))
-    freqs, mag = tempomod.periodicity_spectrum([nf, nl, nm], fps)
-    return _Context(nf, nl, nm, fps, tempomod._acf(nl), freqs, mag)
-
-
-def level_cues(ctx: _Context, bpm: float) -> LevelCues:
-    """Cues of the metrical level at ``bpm`` (see :class:`LevelCues`)."""
+def level_cues(ctx: tempomod.PulseContext, bpm: float) -> LevelCues:
+    """Cues of the metrical level at ``bpm`` (see :class:`LevelCues`) in a track's
+    :class:`engine.tempo.PulseContext`."""
     fps = ctx.fps
     period, ph, alt, kick = tempomod.pulse_cues(ctx.nf, ctx.nl, ctx.nm, fps, ctx.r_low, 60.0 / bpm)
     f = 1.0 / period
@@ -252,7 +236,8 @@ def pair_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.nda
 def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float, bpm: float,
                    *, chroma: np.ndarray | None = None, chroma_fps: float | None = None,
                    min_bpm: float = 70.0, max_bpm: float = 180.0,
-                   model: OctaveModel | None = None) -> OctaveChoice:
+                   model: OctaveModel | None = None,
+                   context: tempomod.PulseContext | None = None) -> OctaveChoice:
     """Keep ``bpm``, halve it or double it (see the module docstring).
 
     Parameters
@@ -267,6 +252,8 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
         The DJ range; the answer stays within :func:`octave_range` of it.
     model : OctaveModel, optional
         Defaults to the shipped model; without one the estimate is kept.
+    context : engine.tempo.PulseContext, optional
+        Of the same envelopes, when the caller has it (``TempoEstimate.context``).
 
     Returns
     -------
@@ -276,7 +263,7 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     if model is None or not np.isfinite(bpm) or bpm <= 0:
         return OctaveChoice(bpm=bpm)
     lo_b, hi_b = octave_range(min_bpm, max_bpm)
-    ctx = _context(full, low, mid, fps)
+    ctx = context if context is not None else tempomod.pulse_context(full, low, mid, fps)
     ci = (chord_change_interval(chroma, chroma_fps)
           if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
     levels = {1.0: level_cues(ctx, bpm)}

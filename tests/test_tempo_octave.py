@@ -11,6 +11,7 @@ from engine.config import AnalysisConfig
 from engine.features import compute_track_features
 from engine.rhythm import analyse_rhythm, estimate_bpm
 from engine.synth import synth_track
+from engine.tempo import pulse_context
 
 SR = 22050
 CFG = AnalysisConfig()
@@ -60,7 +61,7 @@ def test_resolver_moves_half_and_double_to_the_beat(tracks):
 
 def test_pair_features_are_finite(tracks):
     _, tf, od = tracks[128.0]
-    ctx = octave._context(od.envelope, od.low, od.mid, od.fps)
+    ctx = pulse_context(od.envelope, od.low, od.mid, od.fps)
     lo, hi = octave.level_cues(ctx, 64.0), octave.level_cues(ctx, 128.0)
     assert hi.bpm == pytest.approx(128.0, rel=0.005)
     x = octave.pair_features(lo, hi, octave.chord_change_interval(tf.chroma, tf.fps))
