@@ -154,8 +154,8 @@ def track_row(path: Path) -> dict:
     m = int(TEMPO_WINDOW * fps)
     lo = 0 if len(env) <= m else (len(env) - m) // 2
     env, low, mid = env[lo:lo + m], low[lo:lo + m], mid[lo:lo + m]
-    est = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm).bpm
-    ctx = tempomod.pulse_context(env, low, mid, fps)
+    te = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm)
+    est, ctx = te.bpm, te.context
     ci = oct_.chord_change_interval(z["chroma"], float(z["chroma_fps"]))
     gt = float(z["bpm"])
     return {"id": path.stem, "gt": gt, "est": est, "ci": ci,
