@@ -424,8 +424,7 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         change *= energy
         tonal = _tonality(bc, od)
         cues.append((BEAT_CHANGE_W * tonal, _z(change)))
-        bar_change = _z(np.array([_bar_change(bc, beats_per_bar, p)
-                                  for p in range(beats_per_bar)]))
+        bar_change = _bar_change_profile(bc, beats_per_bar)
     sn = at_beats(od.mid if snare_env is None else snare_env)
     # backbeat: snare on the beat after "one" (and after "three")
     nxt = np.append(sn[1:], sn[-1])
@@ -438,8 +437,7 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         scores += BAR_CHANGE_W * tonal * bar_change
     if mel is not None and chroma_fps and n > 2:
         bm = _beat_sync_chroma(mel, chroma_fps, beats)
-        scores += BAR_TIMBRE_W * _z(np.array([_bar_change(bm, beats_per_bar, p, BAR_TIMBRE_BARS)
-                                              for p in range(beats_per_bar)]))
+        scores += BAR_TIMBRE_W * _bar_change_profile(bm, beats_per_bar, BAR_TIMBRE_BARS)
         e = _entry_beat(bm, od.sr)
         if e is not None:
             scores[e % beats_per_bar] += ENTRY_W
@@ -519,6 +517,11 @@ def _bar_change(bc: np.ndarray, beats_per_bar: int, p: int, bars: int = 1) -> fl
     b = (cs[:, k + m] - cs[:, k]).T
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
     return float(np.mean(1.0 - cos))
+
+
+def _bar_change_profile(bc: np.ndarray, beats_per_bar: int, bars: int = 1) -> np.ndarray:
+    """:func:`_bar_change` of every bar phase, standardised across the phases."""
+    return _z(np.array([_bar_change(bc, beats_per_bar, p, bars) for p in range(beats_per_bar)]))
 
 
 # --------------------------------------------------------------------------- main
