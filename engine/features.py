@@ -342,6 +342,13 @@ def _upper_pct(x: np.ndarray, q: float = PART_PERCENTILE) -> float:
     return float(np.partition(x, k)[k])
 
 
+def _step_means(x: np.ndarray, steps) -> np.ndarray:
+    """(groups, bars, frames) -> (bars, groups x steps): each group's mean over each step
+    (``steps``: frame indices of each step of a bar)."""
+    cells = np.stack([x[:, :, st].mean(axis=2) for st in steps], axis=2)
+    return cells.transpose(1, 0, 2).reshape(x.shape[1], -1)
+
+
 class _BarParts:
     """Per-bar part-presence descriptors on bar lines ``phase + k * bar_len`` (frames).
 
@@ -372,17 +379,14 @@ class _BarParts:
         groups = np.array_split(np.arange(n_mel), PART_GROUPS)
         steps = np.array_split(np.arange(bar_len), PART_STEPS)
         g = np.stack([lin[ix].sum(axis=0) for ix in groups]).reshape(PART_GROUPS, K, bar_len)
-        cells = np.stack([g[:, :, st].mean(axis=2) for st in steps], axis=2)
         gl = float(np.percentile(g, 95)) + 1e-12
-        self.cells = (20 * np.log10(cells + gl * 10 ** (-PART_CELL_FLOOR_DB / 20))
-                      ).transpose(1, 0, 2).reshape(K, -1)
+        self.cells = 20 * np.log10(_step_means(g, steps) + gl * 10 ** (-PART_CELL_FLOOR_DB / 20))
         m = mel[:, max(0, phase - 1):z].astype(np.float64)
         d = np.maximum(0.0, np.diff(m, axis=1))
         if phase == 0:
             d = np.pad(d, ((0, 0), (1, 0)))
         r = np.stack([d[ix].mean(axis=0) for ix in groups]).reshape(PART_GROUPS, K, bar_len)
-        self.pattern = np.stack([r[:, :, st].mean(axis=2) for st in steps], axis=2
-                                ).transpose(1, 0, 2).reshape(K, -1)
+        self.pattern = _step_means(r, steps)
         self._pairs: dict = {}
         if K >= 2:
             adj = np.percentile(np.abs(np.diff(self.level, axis=0)), PART_PERCENTILE, axis=1)
