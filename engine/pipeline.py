@@ -486,7 +486,7 @@ def _run_pool(items, out_dir, cfg: PipelineConfig, kill_on):
 
 
 def _run_parallel(paths, out_dir, cfg: PipelineConfig, names, progress):
-    """Yield TrackResults as they finish (joblib locally or on Dask).
+    """Yield TrackResults as they finish (worker processes locally, or on Dask).
 
     Locally, a worker process that dies costs only the file it held
     (see ``_run_pool``).

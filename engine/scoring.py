@@ -200,7 +200,6 @@ class LoopScorer:
         X = features[self.feature_names].to_numpy(np.float32)
         return self.booster.predict(xgb.DMatrix(X, feature_names=self.feature_names))
 
-
     def rank_scores(self, features: pd.DataFrame, scores=None) -> np.ndarray:
         """The scores to rank by: :meth:`predict` (or ``scores``) with the section
         guard applied when the model has one."""

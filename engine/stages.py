@@ -99,9 +99,8 @@ def candidates(state: AnalysisState) -> None:
     if cfg.adaptive_4_vs_8:
         bars = choose_adaptive_bar_options(grid.beats, grid.bpm, bars, grid.beats_per_bar,
                                            cfg.adaptive_margin)
-    od = state.onsets
-    cands = generate_candidates(grid, len(state.y) / cfg.sr, bars, onset_envelope=od.envelope,
-                                fps=od.sr / od.hop_length)
+    cands = generate_candidates(grid, len(state.y) / cfg.sr, bars,
+                                onset_envelope=state.onsets.envelope, fps=state.onsets.fps)
     if cands.empty:
         raise AnalysisError(f"{state.info.name}: no whole bar fits in the audio "
                             f"({state.info.duration:.2f} s at {grid.bpm:.1f} BPM)")
