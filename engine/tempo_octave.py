@@ -22,10 +22,19 @@ lower):
   (:func:`chord_change_interval`, independent of any tempo) counted in beats
   of the lower level; chords mostly change every 2-4 beats of the true tempo.
 
-The model is trained by ``bench/train_tempo_octave.py`` on MMA grooves (other
-than the realbench ones) rendered at their usual tempos, 55-210 BPM, and the
-realbench dev set; its weights ship in ``engine/models/tempo_octave.json``
-(plain numbers, numpy inference).
+Before the octave check, an optional **3:2 check** (``OctaveModel.triple``,
+features :func:`triple_features`) compares the estimate with 2/3 and 3/2 of it
+the same way (comb and line differences, backbeat, kick and triple-bar cues
+at both levels, how the onsets fall on each level's beats and 8ths, the
+harmonic rhythm): a bar-periodic groove read at 2/3 of its beat (a fast
+waltz, a shuffle or a 3-3-2 pattern) moves to the beat, and a 3/4 song read
+at 3/2 moves back. It moves the estimate only when the model is sure
+(``triple.threshold``); the octave check then runs on the result.
+
+The models are trained by ``bench/train_tempo_octave.py`` (MMA library grooves
+other than the realbench ones, generated tracks and the realbench dev set; see
+its docstring for the recipe and the cross-validated accuracy); the weights
+ship in ``engine/models/tempo_octave.json`` (plain numbers, numpy inference).
 """
 from __future__ import annotations
 
@@ -294,7 +303,8 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
                    min_bpm: float = 70.0, max_bpm: float = 180.0,
                    model: OctaveModel | None = None,
                    context: tempomod.PulseContext | None = None) -> OctaveChoice:
-    """Keep ``bpm``, halve it or double it (see the module docstring).
+    """Keep ``bpm``, move it by 3:2 or 2:3, then halve or double it (see the
+    module docstring).
 
     Parameters
     ----------
