@@ -333,6 +333,8 @@ PART_FLOOR_DB = 50.0
 PART_PERCENTILE = 90
 #: Floor of the (band group x step) cells, dB below the track's loud cell level.
 PART_CELL_FLOOR_DB = 40.0
+#: ``part_repeat_rel`` of a loop with no whole block of its length before or after it.
+PART_REPEAT_NONE = 99.0
 
 
 def _upper_pct(x: np.ndarray, q: float = PART_PERCENTILE) -> float:
@@ -391,8 +393,10 @@ class _BarParts:
         if K >= 2:
             adj = np.percentile(np.abs(np.diff(self.level, axis=0)), PART_PERCENTILE, axis=1)
             self.typical = max(float(np.median(adj)), 0.5)
+            adj = np.percentile(np.abs(np.diff(self.cells, axis=0)), PART_PERCENTILE, axis=1)
+            self.typical_cell = max(float(np.median(adj)), 0.5)
         else:
-            self.typical = 1.0
+            self.typical = self.typical_cell = 1.0
 
     def _pair(self, i: int, j: int) -> tuple:
         """(larger band-level rise either way, cell change, pattern cosine) of bars i, j;
@@ -407,13 +411,27 @@ class _BarParts:
             self._pairs[i, j] = (rise, cell, sim)
         return self._pairs[i, j]
 
+    def _block_change(self, k0: int, k1: int, n: int) -> float:
+        """Bars ``k0 .. k0+n-1`` against bars ``k1 .. k1+n-1``, bar for bar: the largest
+        band-level (cell) change of a pair over the track's median adjacent-bar band-level
+        (cell) change; :data:`PART_REPEAT_NONE` when a block leaves the track."""
+        if min(k0, k1) < 0 or max(k0, k1) + n > self.K:
+            return PART_REPEAT_NONE
+        pairs = [self._pair(min(k0, k1) + j, max(k0, k1) + j) for j in range(n)]
+        return max(max(p[0] for p in pairs) / self.typical,
+                   max(p[1] for p in pairs) / self.typical_cell)
+
     def features(self, k0: int, n: int) -> dict:
         """Part-presence features of the loop of bars ``k0 .. k0+n-1``."""
         out = {"part_change_db": 0.0, "part_change_rel": 0.0, "part_cell_change_db": 0.0,
                "part_pattern_min_sim": 1.0, "part_end_change_db": 0.0,
-               "part_start_change_db": 0.0}
+               "part_start_change_db": 0.0, "part_repeat_rel": PART_REPEAT_NONE}
         if self.K < 1:
             return out
+        # a section change persists, a chord progression repeats: the n bars after the
+        # loop (or before it) hold, bar for bar, what the loop holds
+        out["part_repeat_rel"] = min(self._block_change(k0, k0 + n, n),
+                                     self._block_change(k0, k0 - n, n))
         ks = [k for k in range(k0, k0 + n) if 0 <= k < self.K]
         if len(ks) >= 2:
             pairs = [self._pair(i, j) for a, i in enumerate(ks) for j in ks[a + 1:]]

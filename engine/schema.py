@@ -151,6 +151,10 @@ PART_FEATURES = (
            "band-level change from the loop's first bar to the bar after its end"),
     Column("part_start_change_db", "dB", "candidate_features",
            "band-level change from the bar before the start to the loop's last bar"),
+    Column("part_repeat_rel", "ratio", "candidate_features",
+           "the loop's bars vs the as many bars after its end (or before its start, whichever "
+           "match better), bar for bar: largest band-level or cell change over the track's "
+           "median adjacent-bar change (99: no such block in the track)"),
 )
 
 #: Per-candidate key (``key`` stage).

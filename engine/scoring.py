@@ -13,8 +13,8 @@ Two sources of a per-candidate quality score, recorded in ``score_source``:
 
 A model may carry a *section guard* (:class:`SectionGuard`, stored in its
 ``<model>.meta.json``): multi-bar loops whose bars do not look like the same
-parts playing (a part entering or leaving inside the loop) are ranked below
-every loop that does, so the top-k falls back to shorter loops (a 1-bar loop
+parts playing (a part entering or leaving inside the loop), unless the bars
+next to them repeat them bar for bar, are ranked below every loop that does, so the top-k falls back to shorter loops (a 1-bar loop
 always passes) instead of crossing an arrangement change. ``score`` stays the
 model's own score; ``rank_score`` is the guarded one.
 
@@ -94,21 +94,32 @@ def minmax(x) -> np.ndarray:
 class SectionGuard:
     """Which multi-bar loops may be ranked as staying inside one arrangement section.
 
-    A loop of more than one bar passes when every guard feature is at most its
-    threshold (the features measure change between the loop's bars: a part entering
-    or leaving). Thresholds come from training (:data:`engine.ranker.GUARD_THRESHOLDS`,
+    A loop of more than one bar passes when every guard feature of ``thresholds`` is at
+    most its threshold (the features measure change between the loop's bars: a part
+    entering or leaving), or when every feature of one of the ``alternatives`` rules is
+    (e.g. the bars after the loop repeat it bar for bar: a chord progression that
+    changes every bar, inside one section). Thresholds come from training
+    (:data:`engine.ranker.GUARD_THRESHOLDS`, :data:`engine.ranker.GUARD_ALTERNATIVES`,
     recorded in the model's metadata by :func:`engine.ranker.section_guard_meta`).
     """
 
     thresholds: dict
+    alternatives: tuple = ()
 
-    def passes(self, features: pd.DataFrame) -> np.ndarray:
-        """True for rows that pass (every 1-bar loop does)."""
+    @staticmethod
+    def _rule(features: pd.DataFrame, rule: dict) -> np.ndarray:
         ok = np.ones(len(features), bool)
-        for name, t in self.thresholds.items():
+        for name, t in rule.items():
             if name not in features.columns:
                 raise ModelError(f"section guard: candidates lack feature {name!r}")
             ok &= features[name].to_numpy(float) <= float(t)
+        return ok
+
+    def passes(self, features: pd.DataFrame) -> np.ndarray:
+        """True for rows that pass (every 1-bar loop does)."""
+        ok = self._rule(features, self.thresholds)
+        for rule in self.alternatives:
+            ok |= self._rule(features, rule)
         bars = features["bars"].to_numpy(float) if "bars" in features.columns else np.ones(len(features))
         return ok | (bars <= 1)
 
@@ -127,7 +138,10 @@ class SectionGuard:
         g = meta.get("section_guard") if isinstance(meta, dict) else None
         if not g or not g.get("thresholds"):
             return None
-        return cls(thresholds={str(k): float(v) for k, v in g["thresholds"].items()})
+        alts = tuple({str(k): float(v) for k, v in rule.items()}
+                     for rule in (g.get("alternatives") or []))
+        return cls(thresholds={str(k): float(v) for k, v in g["thresholds"].items()},
+                   alternatives=alts)
 
 
 @dataclass

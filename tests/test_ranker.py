@@ -265,7 +265,8 @@ def test_shipped_model_loads_with_metadata():
 
     from engine.features import FEATURE_COLUMNS
     from engine.loop_truth import LABEL_VERSION
-    from engine.ranker import DEFAULT_MODEL_PATH, GUARD_THRESHOLDS, MODEL_FEATURES
+    from engine.ranker import (DEFAULT_MODEL_PATH, GUARD_ALTERNATIVES, GUARD_THRESHOLDS,
+                               MODEL_FEATURES)
     from engine.schema import PART_FEATURES, names
     from engine.scoring import LoopScorer
 
@@ -275,6 +276,7 @@ def test_shipped_model_loads_with_metadata():
     assert s.feature_names == MODEL_FEATURES
     assert set(FEATURE_COLUMNS) - set(names(PART_FEATURES)) <= set(s.feature_names)
     assert s.guard is not None and s.guard.thresholds == GUARD_THRESHOLDS
+    assert s.guard.alternatives == GUARD_ALTERNATIVES
     assert not {"bpm", "tempo_factor", "tempo_shift_pct"} & set(s.feature_names)
     for path in (DEFAULT_MODEL_PATH,):
         meta = json.loads(path.with_suffix(".meta.json").read_text())
@@ -412,7 +414,60 @@ def test_section_guard_moves_changing_multibar_loops_below_the_rest():
     assert g.passes(df).tolist() == [True, True, False, False, True]   # 1 bar always passes
     s = g.apply([0.1, 0.2, 0.9, 0.8, 0.3], df)
     assert list(np.argsort(-s)) == [4, 1, 0, 2, 3]
-    meta = {"section_guard": section_guard_meta(df, {"band_range_max": 0.5})}
+    meta = {"section_guard": section_guard_meta(df, {"band_range_max": 0.5}, alternatives=())}
     assert meta["section_guard"]["training_pass_share"] == pytest.approx(0.75)
     assert SectionGuard.from_meta(meta).thresholds == {"band_range_max": 0.5}
+    assert SectionGuard.from_meta(meta).alternatives == ()
     assert SectionGuard.from_meta({}) is None
+
+
+def test_section_guard_alternative_rule_lets_repeating_loops_pass():
+    """A loop failing the main rule passes when every feature of an alternative rule holds."""
+    from engine.ranker import section_guard_meta
+    from engine.scoring import SectionGuard
+
+    df = pd.DataFrame({"bars": [1, 2, 4, 4, 4], "kind": "grid", "one_section": True,
+                       "part_change_rel": [3.0, 0.2, 2.0, 2.0, 0.4],
+                       "part_repeat_rel": [9.0, 9.0, 0.3, 1.5, 99.0]})
+    alt = ({"part_repeat_rel": 0.8},)
+    g = SectionGuard({"part_change_rel": 0.5}, alt)
+    assert g.passes(df).tolist() == [True, True, True, False, True]
+    assert SectionGuard({"part_change_rel": 0.5}).passes(df).tolist() == [True, True, False,
+                                                                         False, True]
+    meta = {"section_guard": section_guard_meta(df, {"part_change_rel": 0.5}, alt)}
+    assert meta["section_guard"]["training_pass_share"] == pytest.approx(0.75)   # 3 of 4 multi-bar
+    back = SectionGuard.from_meta(meta)
+    assert back.thresholds == {"part_change_rel": 0.5} and back.alternatives == alt
+    assert back.passes(df).tolist() == g.passes(df).tolist()
+
+
+def test_part_repeat_sees_a_repeating_progression_not_a_part_entering():
+    """Chords changing every bar inside one section: the loop's bars differ from each other,
+    but the bars a loop length later repeat them; a loop across a part entering differs from
+    the bars a loop length away on both sides."""
+    from engine.config import AnalysisConfig
+    from engine.features import PART_REPEAT_NONE, candidate_features, compute_track_features
+
+    # a tempo whose beat is a whole number of analysis frames (22 x 512 samples at 22.05 kHz):
+    # the part-presence bars are tiled at a whole number of frames per bar, so at other
+    # tempos the bars a loop length away drift off the bar lines by up to 2 frames a bar
+    bpm = 60.0 * 22050 / (22 * 512)
+    tr = synth_track(bpm, n_bars=24, section_bars=[24], sr=22050, seed=7, key="C major",
+                     section_instruments=[("drums", "chords", "bass")], crash=False,
+                     bar_instruments=[("drums", "chords")] * 12 + [("drums", "chords", "bass")] * 12)
+    t = truth_from_synth(tr.truth, "t")
+    y = tr.audio.mean(axis=1).astype(np.float32)
+    tf, on = compute_track_features(y, 22050, AnalysisConfig())
+    w = grid_windows(t, (4,))
+    f = candidate_features(tf, on, w, t.beat_period)
+    lab = label_windows(t, w["start_time"], w["end_time"])
+    bar0 = np.searchsorted(t.downbeats, w["start_time"].to_numpy() - 1e-3)
+    rep = f["part_repeat_rel"].to_numpy()
+    across = ~lab["one_section"].to_numpy()
+    # loops well inside either half, on the chord cycle: repeated by their neighbours
+    inside = lab["one_section"].to_numpy() & (bar0 % 4 == 0) & ((bar0 <= 4) | (bar0 >= 12))
+    assert across.sum() == 3 and inside.sum() >= 4
+    assert rep[across].min() > 1.5 * rep[inside].max()
+    assert rep[inside].max() < 0.8
+    assert f["part_change_rel"].to_numpy()[inside].max() > 0.5   # the old rule alone fails them
+    assert (rep <= PART_REPEAT_NONE).all()
