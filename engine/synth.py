@@ -343,7 +343,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
         repeats if they do not cover ``n_bars``); each section changes drum
         pattern and progression.
     patterns : sequence of str, optional
-        Drum pattern per section, cycled (names in :data:`DRUM_PATTERNS`).
+        Drum pattern per section, cycled (names in :data:`DRUM_PATTERNS`, or
+        dicts of the same form).
         Default: four_on_floor, breakbeat, four_on_floor, halftime (4/4) or
         waltz (3/4).
     swing : float
@@ -476,7 +477,8 @@ def synth_track(bpm: float = 124.0, *, beats_per_bar: int = 4, n_bars: int = 32,
     bar_chords = []
     for bar in range(n_bars):
         sec = int(bar_section[bar])
-        pat = DRUM_PATTERNS[section_patterns[sec]]
+        pat = section_patterns[sec]
+        pat = pat if isinstance(pat, dict) else DRUM_PATTERNS[pat]
         playing = (tuple(bar_instruments[bar]) if bar_instruments is not None
                    and bar < len(bar_instruments) else sec_instr[sec])
         gd = gains["drums"]

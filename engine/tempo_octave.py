@@ -22,10 +22,19 @@ lower):
   (:func:`chord_change_interval`, independent of any tempo) counted in beats
   of the lower level; chords mostly change every 2-4 beats of the true tempo.
 
-The model is trained by ``bench/train_tempo_octave.py`` on MMA grooves (other
-than the realbench ones) rendered at their usual tempos, 55-210 BPM, and the
-realbench dev set; its weights ship in ``engine/models/tempo_octave.json``
-(plain numbers, numpy inference).
+Before the octave check, an optional **3:2 check** (``OctaveModel.triple``,
+features :func:`triple_features`) compares the estimate with 2/3 and 3/2 of it
+the same way (comb and line differences, backbeat, kick and triple-bar cues
+at both levels, how the onsets fall on each level's beats and 8ths, the
+harmonic rhythm): a bar-periodic groove read at 2/3 of its beat (a fast
+waltz, a shuffle or a 3-3-2 pattern) moves to the beat, and a 3/4 song read
+at 3/2 moves back. It moves the estimate only when the model is sure
+(``triple.threshold``); the octave check then runs on the result.
+
+The models are trained by ``bench/train_tempo_octave.py`` (MMA library grooves
+other than the realbench ones, generated tracks and the realbench dev set; see
+its docstring for the recipe and the cross-validated accuracy); the weights
+ship in ``engine/models/tempo_octave.json`` (plain numbers, numpy inference).
 """
 from __future__ import annotations
 
@@ -50,6 +59,12 @@ RANGE_HIGH_FACTOR = 1.2
 FEATURES = (["lp", "dcomb", "alt_lo", "alt_hi", "kick_lo", "kick_hi"]
             + [f"{b}_{k}" for b in "flm" for k in ("beat", "8th", "16th", "32nd", "acc")]
             + ["hrx", "tri_lo", "tri_hi", "dline"])
+
+#: Names of the 3:2 pair features, in model order (see :func:`triple_features`).
+TRIPLE_FEATURES = (["lp", "dcomb", "dline", "alt_lo", "alt_hi", "kick_lo", "kick_hi",
+                    "tri_lo", "tri_hi", "hrx"]
+                   + [f"{b}_{k}_{lv}" for b in "flm" for k in ("beat", "8th", "acc")
+                      for lv in ("lo", "hi")])
 
 
 @dataclass
@@ -90,14 +105,21 @@ class OctaveChoice:
     Attributes
     ----------
     bpm : float
-        The chosen tempo (the estimate, half of it or double it).
+        The chosen tempo (the estimate times ``factor``).
     factor : float
-        0.5, 1 or 2.
+        1, 0.5 or 2 (octave), 2/3 or 3/2 (the 3:2 check), or the product of a
+        3:2 move and an octave move (1/3, 4/3, 3/4, 3).
     p_keep_over_half : float or None
         Model probability that the estimate, not its half, is the beat (None
         when the half was out of range).
     p_double_over_keep : float or None
         Model probability that the double, not the estimate, is the beat.
+    p_keep_over_two_thirds, p_three_halves_over_keep : float or None
+        The same for the 3:2 check (the estimate against 2/3 of it, and 3/2 of
+        it against the estimate); None when not compared. The octave
+        probabilities then refer to the tempo after the 3:2 check.
+    octave : float
+        The octave part of ``factor``: 0.5, 1 or 2.
     """
 
     bpm: float
@@ -105,22 +127,40 @@ class OctaveChoice:
     p_keep_over_half: float | None = None
     p_double_over_keep: float | None = None
     levels: dict = field(default_factory=dict)
+    p_keep_over_two_thirds: float | None = None
+    p_three_halves_over_keep: float | None = None
+    octave: float = 1.0
 
     @property
     def confidence(self) -> float:
         """In [0, 1]: how clearly the model preferred the chosen level in the
         pairs it compared (1 when it compared none)."""
         ps = []
+        octave = self.octave
         if self.p_keep_over_half is not None:
-            ps.append(self.p_keep_over_half if self.factor != 0.5 else 1.0 - self.p_keep_over_half)
-        if self.p_double_over_keep is not None and self.factor != 0.5:
-            ps.append(self.p_double_over_keep if self.factor == 2.0 else 1.0 - self.p_double_over_keep)
+            ps.append(self.p_keep_over_half if octave != 0.5 else 1.0 - self.p_keep_over_half)
+        if self.p_double_over_keep is not None and octave != 0.5:
+            ps.append(self.p_double_over_keep if octave == 2.0 else 1.0 - self.p_double_over_keep)
+        ps += [p for p in (self.p_keep_over_two_thirds, self.p_three_halves_over_keep)
+               if p is not None]
         return float(min([1.0] + [abs(2.0 * p - 1.0) for p in ps]))
+
 
 
 @dataclass
 class OctaveModel:
-    """Standardised logistic regression over :data:`FEATURES`."""
+    """Standardised logistic regression over :data:`FEATURES`.
+
+    ``threshold`` is how sure the model must be before the resolver moves the
+    estimate: halve when P(estimate over half) < 1 - threshold, double when
+    P(double over estimate) > threshold (0.5: follow the model; higher: trust
+    :func:`engine.tempo.estimate_tempo`'s own choice more). Chosen with the
+    regularisation by grouped cross-validation.
+
+    ``triple`` is the optional 3:2 model (the same form over
+    :data:`TRIPLE_FEATURES`, with its own threshold), applied before the octave
+    check: is the beat the estimate, 2/3 of it or 3/2 of it?
+    """
 
     mean: np.ndarray
     scale: np.ndarray
@@ -128,6 +168,8 @@ class OctaveModel:
     intercept: float
     features: tuple = tuple(FEATURES)
     info: dict = field(default_factory=dict)
+    threshold: float = 0.5
+    triple: "OctaveModel | None" = None
 
     def prob_upper(self, x: np.ndarray) -> float:
         """Probability that the upper level of a pair is the beat."""
@@ -136,18 +178,25 @@ class OctaveModel:
         return float(1.0 / (1.0 + np.exp(-z)))
 
     def to_json(self) -> dict:
-        return {"features": list(self.features), "mean": self.mean.tolist(),
-                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
-                "intercept": float(self.intercept), "info": self.info}
+        d = {"features": list(self.features), "mean": self.mean.tolist(),
+             "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+             "intercept": float(self.intercept), "threshold": float(self.threshold),
+             "info": self.info}
+        if self.triple is not None:
+            d["triple"] = self.triple.to_json()
+        return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "OctaveModel":
-        if list(d["features"]) != list(FEATURES):
+    def from_json(cls, d: dict, features=FEATURES) -> "OctaveModel":
+        if list(d["features"]) != list(features):
             raise ValueError(f"tempo octave model features {d['features']} do not match "
-                             f"this engine's {FEATURES}; rebuild it with bench/train_tempo_octave.py")
+                             f"this engine's {list(features)}; rebuild it with "
+                             "bench/train_tempo_octave.py")
+        triple = (cls.from_json(d["triple"], TRIPLE_FEATURES) if d.get("triple") else None)
         return cls(mean=np.asarray(d["mean"], np.float64), scale=np.asarray(d["scale"], np.float64),
                    coef=np.asarray(d["coef"], np.float64), intercept=float(d["intercept"]),
-                   info=dict(d.get("info", {})))
+                   features=tuple(features), info=dict(d.get("info", {})),
+                   threshold=float(d.get("threshold", 0.5)), triple=triple)
 
 
 @lru_cache(maxsize=4)
@@ -233,12 +282,29 @@ def pair_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.nda
     return np.asarray(v, np.float64)
 
 
+def triple_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.ndarray:
+    """Feature vector (:data:`TRIPLE_FEATURES`) of a 3:2 pair (lower level,
+    upper level = 3/2 x lower): tempo, comb and line differences, backbeat,
+    kick and triple-bar cues at both levels, the harmonic rhythm in beats of
+    the lower level, and per band how much of the onsets fall on each level's
+    beats and 8ths and how much its beats alternate in weight."""
+    v = [np.log2(lo.bpm / 110.0), hi.comb - lo.comb, hi.line - lo.line, lo.alt, hi.alt,
+         lo.kick, hi.kick, lo.triple, hi.triple,
+         np.log2(lo.bpm / 60.0 * chord_interval) if np.isfinite(chord_interval) else 2.0]
+    for band in "flm":
+        s, t = lo.profile[band], hi.profile[band]
+        v += [s[[0, 8]].sum(), t[[0, 8]].sum(), s[[4, 12]].sum(), t[[4, 12]].sum(),
+              abs(s[0] - s[8]) / (s[0] + s[8] + 1e-9), abs(t[0] - t[8]) / (t[0] + t[8] + 1e-9)]
+    return np.asarray(v, np.float64)
+
+
 def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: float, bpm: float,
                    *, chroma: np.ndarray | None = None, chroma_fps: float | None = None,
                    min_bpm: float = 70.0, max_bpm: float = 180.0,
                    model: OctaveModel | None = None,
                    context: tempomod.PulseContext | None = None) -> OctaveChoice:
-    """Keep ``bpm``, halve it or double it (see the module docstring).
+    """Keep ``bpm``, move it by 3:2 or 2:3, then halve or double it (see the
+    module docstring).
 
     Parameters
     ----------
@@ -268,28 +334,55 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
           if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
     levels = {1.0: level_cues(ctx, bpm)}
     out = OctaveChoice(bpm=bpm, levels=levels)
-    if bpm / 2.0 >= lo_b:
-        levels[0.5] = level_cues(ctx, bpm / 2.0)
-        out.p_keep_over_half = model.prob_upper(pair_features(levels[0.5], levels[1.0], ci))
-        if out.p_keep_over_half < 0.5:
-            out.bpm, out.factor = bpm / 2.0, 0.5
+    f3 = 1.0
+    tri = model.triple
+    if tri is not None:
+        # 3:2 check first: 2/3 of the estimate, then 3/2 of it
+        if bpm * 2.0 / 3.0 >= lo_b:
+            levels[2.0 / 3.0] = level_cues(ctx, bpm * 2.0 / 3.0)
+            out.p_keep_over_two_thirds = tri.prob_upper(
+                triple_features(levels[2.0 / 3.0], levels[1.0], ci))
+            if out.p_keep_over_two_thirds < 1.0 - tri.threshold:
+                f3 = 2.0 / 3.0
+        if f3 == 1.0 and bpm * 1.5 <= hi_b:
+            levels[1.5] = level_cues(ctx, bpm * 1.5)
+            out.p_three_halves_over_keep = tri.prob_upper(
+                triple_features(levels[1.0], levels[1.5], ci))
+            if out.p_three_halves_over_keep > tri.threshold:
+                f3 = 1.5
+
+    def at(f):
+        if f not in levels:
+            levels[f] = level_cues(ctx, bpm * f)
+        return levels[f]
+
+    base = bpm * f3
+    out.bpm, out.factor = base, f3
+    if base / 2.0 >= lo_b:
+        out.p_keep_over_half = model.prob_upper(pair_features(at(f3 / 2.0), at(f3), ci))
+        if out.p_keep_over_half < 1.0 - model.threshold:
+            out.bpm, out.factor, out.octave = base / 2.0, f3 / 2.0, 0.5
             return out
-    if bpm * 2.0 <= hi_b:
-        levels[2.0] = level_cues(ctx, bpm * 2.0)
-        out.p_double_over_keep = model.prob_upper(pair_features(levels[1.0], levels[2.0], ci))
-        if out.p_double_over_keep > 0.5:
-            out.bpm, out.factor = bpm * 2.0, 2.0
+    if base * 2.0 <= hi_b:
+        out.p_double_over_keep = model.prob_upper(pair_features(at(f3), at(f3 * 2.0), ci))
+        if out.p_double_over_keep > model.threshold:
+            out.bpm, out.factor, out.octave = base * 2.0, f3 * 2.0, 2.0
     return out
 
 
-def fit_model(X: np.ndarray, y: np.ndarray, C: float = 0.2, info: dict | None = None) -> OctaveModel:
+def fit_model(X: np.ndarray, y: np.ndarray, C: float = 0.2, info: dict | None = None,
+              sample_weight: np.ndarray | None = None, features=FEATURES) -> OctaveModel:
     """Fit the pair model (scikit-learn's L2 logistic regression on
-    standardised features)."""
+    standardised features, optionally weighting the pairs); ``features``
+    names the columns (:data:`FEATURES`, or :data:`TRIPLE_FEATURES` for the
+    3:2 model)."""
     from sklearn.linear_model import LogisticRegression
 
     X = np.asarray(X, np.float64)
     mean, scale = X.mean(axis=0), X.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    lr = LogisticRegression(C=C, max_iter=5000).fit((X - mean) / scale, np.asarray(y))
+    lr = LogisticRegression(C=C, max_iter=5000).fit((X - mean) / scale, np.asarray(y),
+                                                    sample_weight=sample_weight)
     return OctaveModel(mean=mean, scale=scale, coef=lr.coef_[0].astype(np.float64),
-                       intercept=float(lr.intercept_[0]), info=dict(info or {}))
+                       intercept=float(lr.intercept_[0]), features=tuple(features),
+                       info=dict(info or {}))

@@ -92,3 +92,75 @@ def test_missing_or_undecided_model_keeps_the_estimate(tracks, tmp_path):
                                    intercept=0.0)          # p = 0.5 for every pair
     choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, 200.0, model=undecided)
     assert choice.bpm == 200.0 and choice.factor == 1.0 and choice.confidence == 0.0
+
+
+def test_model_threshold_round_trips_and_defaults_to_one_half():
+    model = octave.load_model()
+    assert 0.5 <= model.threshold < 1.0
+    d = model.to_json()
+    assert octave.OctaveModel.from_json(d).threshold == model.threshold
+    d.pop("threshold")
+    assert octave.OctaveModel.from_json(d).threshold == 0.5
+
+
+def test_a_high_threshold_keeps_the_estimate(tracks):
+    model = octave.load_model()
+    strict = octave.OctaveModel(model.mean, model.scale, model.coef, model.intercept,
+                                info=model.info, threshold=1.0)
+    _, tf, od = tracks[128.0]
+    choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, 64.0,
+                                   chroma=tf.chroma, chroma_fps=tf.fps, model=strict)
+    assert choice.bpm == 64.0 and choice.factor == 1.0
+
+
+def test_shipped_three_two_model_matches_its_features_and_round_trips():
+    model = octave.load_model()
+    assert model.triple is not None
+    tri = model.triple
+    assert tri.features == tuple(octave.TRIPLE_FEATURES)
+    for a in (tri.mean, tri.scale, tri.coef):
+        assert a.shape == (len(octave.TRIPLE_FEATURES),) and np.isfinite(a).all()
+    assert 0.5 <= tri.threshold < 1.0
+    back = octave.OctaveModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert back.triple is not None and np.allclose(back.triple.coef, tri.coef)
+    assert back.triple.threshold == tri.threshold
+    d = model.to_json()
+    d.pop("triple")
+    assert octave.OctaveModel.from_json(d).triple is None      # older files: no 3:2 check
+
+
+def test_triple_features_are_finite(tracks):
+    _, tf, od = tracks[100.0]
+    ctx = pulse_context(od.envelope, od.low, od.mid, od.fps)
+    lo, hi = octave.level_cues(ctx, 100.0), octave.level_cues(ctx, 150.0)
+    x = octave.triple_features(lo, hi, octave.chord_change_interval(tf.chroma, tf.fps))
+    assert x.shape == (len(octave.TRIPLE_FEATURES),) and np.isfinite(x).all()
+
+
+@pytest.fixture(scope="module")
+def three_two_track():
+    """A generated arrangement (seed 42: 174.6 BPM, breakbeat sections) whose
+    periodicity spectrum reads 2/3 of its tempo (116.4 BPM) before the 3:2 check."""
+    from engine.synth import random_arranged_track
+
+    tr = random_arranged_track(42, sr=SR, max_seconds=60)
+    y = tr.audio[:, 0] if tr.audio.ndim > 1 else tr.audio
+    tf, od = compute_track_features(y, SR, CFG)
+    return tr.truth.bpm, y, tf, od
+
+
+def test_three_two_check_moves_two_thirds_to_the_beat(three_two_track):
+    bpm, y, tf, od = three_two_track
+    g = analyse_rhythm(y, SR, CFG, onsets=od, chroma=tf.chroma, chroma_fps=tf.fps, mel=tf.mel)
+    assert g.bpm == pytest.approx(bpm, rel=0.02)
+    model = octave.load_model()
+    choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, bpm * 2 / 3,
+                                   chroma=tf.chroma, chroma_fps=tf.fps)
+    assert choice.bpm == pytest.approx(bpm, rel=0.02) and choice.factor == 1.5
+    assert choice.p_three_halves_over_keep > model.triple.threshold
+    # without the 3:2 model the octave check alone keeps 2/3 of the tempo
+    plain = octave.OctaveModel(model.mean, model.scale, model.coef, model.intercept,
+                               threshold=model.threshold)
+    kept = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, bpm * 2 / 3,
+                                 chroma=tf.chroma, chroma_fps=tf.fps, model=plain)
+    assert kept.bpm == pytest.approx(bpm * 2 / 3, rel=0.02)
