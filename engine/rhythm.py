@@ -48,6 +48,13 @@ GRID_AGREEMENT_MIN = 0.5
 #: is 100; lower follows tempo changes more freely).
 TRACK_TIGHTNESS_VARIABLE = 100
 
+#: :func:`grid_agreement`: beats per block, the least onset weight of a block that
+#: counts (fraction of the median block's), and the quantile of the blocks'
+#: agreement that decides.
+AGREEMENT_BLOCK_BEATS = 16
+AGREEMENT_MIN_WEIGHT = 0.25
+AGREEMENT_QUANTILE = 0.2
+
 #: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
 #: three beats; the 4/4 prior sits in the offset (measured separation on the
 #: realbench renders: 4/4 tracks <= -1.05, waltzes >= -0.14).
@@ -346,6 +353,56 @@ def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025,
     return float(t + off)
 
 
+def grid_agreement(beat_times: np.ndarray, beat_frames: np.ndarray, env: np.ndarray,
+                   period: float, phase: float) -> float:
+    """How steadily tracked beats keep one position against a straight grid, in every
+    part of the track.
+
+    The beats are taken in blocks of :data:`AGREEMENT_BLOCK_BEATS`; in each, the
+    resultant length, modulo a quarter beat (the tracker may sit on off-beats or
+    16ths), of their phases against the grid of ``period`` and ``phase`` (s), each
+    beat weighted by the onset strength under it (``env``'s maximum within 2 frames
+    of ``beat_frames``: in a break the tracker coasts without onsets to hold it, and
+    those beats say nothing about the tempo). Blocks holding less than
+    :data:`AGREEMENT_MIN_WEIGHT` of the median block's onset weight (breaks, fades)
+    are left out. Returns a low quantile (:data:`AGREEMENT_QUANTILE`) of the
+    blocks' resultants: near 1 when the beats stay on the grid throughout; low when
+    the tempo moves in part of the track (a whole-track resultant stays high when
+    half of the track sits on the grid).
+    """
+    beat_times = np.asarray(beat_times, float)
+    if beat_times.size == 0:
+        return 0.0
+    frames = np.clip(np.asarray(beat_frames, int), 0, max(len(env) - 1, 0))
+    w = np.array([float(np.max(env[max(0, f - 2):f + 3])) for f in frames])
+    if not np.isfinite(w).all() or w.sum() <= 1e-12:
+        w = np.ones(len(frames))
+    v = w * np.exp(2j * np.pi * 4.0 * (beat_times - phase) / period)
+    n_blocks = max(1, len(v) // AGREEMENT_BLOCK_BEATS)
+    edges = np.linspace(0, len(v), n_blocks + 1).astype(int)
+    weight = np.array([w[a:b].sum() for a, b in zip(edges[:-1], edges[1:])])
+    res = np.array([abs(v[a:b].sum()) / max(w[a:b].sum(), 1e-12)
+                    for a, b in zip(edges[:-1], edges[1:])])
+    keep = weight >= AGREEMENT_MIN_WEIGHT * np.median(weight)
+    return float(np.quantile(res[keep], AGREEMENT_QUANTILE)) if keep.any() else 0.0
+
+
+def middle_tempo(beat_times: np.ndarray) -> float:
+    """Tempo (BPM) of the middle half of a tracked beat sequence.
+
+    The slope of a least-squares line through the beat times against their
+    index, so the figure is continuous (a median of beat-to-beat differences
+    would be a whole number of analysis frames: a lag bin).
+    """
+    t = np.asarray(beat_times, float)
+    n = len(t)
+    lo, hi = n // 4, n - n // 4
+    if hi - lo < 4:
+        lo, hi = 0, n
+    slope = np.polyfit(np.arange(lo, hi, dtype=float), t[lo:hi], 1)[0]
+    return float(60.0 / slope)
+
+
 def _beat_confidence(times: np.ndarray, od: OnsetData) -> float:
     """Mean onset strength on beats over mean strength overall, squashed to [0,1]."""
     env = od.envelope
@@ -617,8 +674,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     # the grid is trusted when the tracked beats keep one position against it
     # (modulo a quarter beat: the tracker may sit on off-beats or 16ths);
     # when the tempo moves, their phase against any straight grid wanders
-    ph = (beat_times - phase) / period
-    agree = float(np.abs(np.mean(np.exp(2j * np.pi * 4.0 * ph))))
+    agree = grid_agreement(beat_times, beat_frames, env, period, phase)
     constant = fixed or agree >= GRID_AGREEMENT_MIN
     if constant:
         bpm = 60.0 / period
@@ -633,7 +689,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         if len(tracked) >= 4:
             beat_times = tracked
         beats0 = beat_times
-        bpm = float(60.0 / np.median(np.diff(beat_times)))
+        bpm = middle_tempo(beat_times)
 
     # which of the beat or the off-beat is the beat, the meter, and bar one
     beats_per_bar = config.beats_per_bar
