@@ -54,6 +54,12 @@ TRACK_TIGHTNESS_VARIABLE = 100
 AGREEMENT_BLOCK_BEATS = 16
 AGREEMENT_MIN_WEIGHT = 0.25
 AGREEMENT_QUANTILE = 0.2
+#: Tightness of the beat tracker whose beats :func:`grid_agreement` compares with the
+#: grid (tracked at exactly the grid's period, :func:`track_beats_at_period`): tight
+#: enough to hold the beat through syncopation and swing, loose enough to follow a
+#: tempo that changes (400 held a 118 -> 132 BPM step; 100-200 wandered on swung
+#: constant-tempo arrangements).
+AGREEMENT_TRACK_TIGHTNESS = 300
 
 #: Meter evidence (:func:`engine.tempo.meter_evidence`) above which a bar has
 #: three beats; the 4/4 prior sits in the offset (measured separation on the
@@ -351,6 +357,44 @@ def _fold_refine(t: float, period: float, od: OnsetData, window: float = 0.025,
     if off > period / 2:
         off -= period
     return float(t + off)
+
+
+def track_beats_at_period(env: np.ndarray, fps: float, period: float,
+                          tightness: float = 400.0) -> tuple[np.ndarray, np.ndarray]:
+    """Beats tracked by dynamic programming (librosa's tracker) at exactly ``period``.
+
+    librosa's tracker rounds the beat period to a whole number of frames, so
+    wherever the onsets are too weak to pull it back (a break, a pad-only
+    section) it coasts at up to half a frame per beat off the music's tempo
+    and drifts off the beats. The envelope is stretched in time (by less than
+    half a frame per beat) so that ``period`` is a whole number of its frames,
+    tracked there, and the beats mapped back.
+
+    Returns
+    -------
+    times : ndarray
+        Beat times (s).
+    frames : ndarray
+        The frames of ``env`` nearest to them.
+    """
+    import librosa
+
+    env = np.asarray(env, np.float64)
+    fpb = period * fps
+    k = max(1, int(round(fpb)))
+    stretch = k / fpb                      # new frames per old frame
+    n_new = max(2, int(round(len(env) * stretch)))
+    src = np.arange(n_new) / stretch
+    env_s = np.interp(src, np.arange(len(env)), env)
+    _, fr = librosa.beat.beat_track(onset_envelope=env_s, sr=int(round(fps * 1000)),
+                                    hop_length=1000, bpm=60.0 * fps / k, trim=False,
+                                    tightness=tightness)
+    fr = np.asarray(fr, float)
+    # librosa's frame rate here is fps (sr / hop_length), so bpm = 60 * fps / k is
+    # exactly k frames per beat of the stretched envelope
+    times = fr / stretch / fps
+    frames = np.clip(np.round(fr / stretch).astype(int), 0, len(env) - 1)
+    return times, frames
 
 
 def grid_agreement(beat_times: np.ndarray, beat_frames: np.ndarray, env: np.ndarray,
@@ -656,12 +700,6 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
         if octave.factor != 1.0:
             bpm = octave.bpm
             cands[round(bpm, 2)] = round(max(cands.values(), default=0.0), 3)
-    _, beat_frames = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=od.hop_length,
-                                             bpm=bpm, trim=False, tightness=400)
-    beat_times = librosa.frames_to_time(beat_frames, sr=sr, hop_length=od.hop_length)
-    if len(beat_times) < 2:
-        raise AnalysisError(f"{where}too few beats found")
-
     # constant-tempo grid: the period and phase whose comb best fits the
     # onsets of the whole track (continuous, refined around the estimate)
     comb_env = tempomod.novelty(env, od.fps) + tempomod.novelty(od.low, od.fps)
@@ -671,6 +709,10 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     else:
         period, phase = tempomod.refine_period(comb_env, od.fps, 60.0 / bpm)
     grid = np.arange(phase, duration, period)
+    beat_times, beat_frames = track_beats_at_period(env, od.fps, period,
+                                                    tightness=AGREEMENT_TRACK_TIGHTNESS)
+    if len(beat_times) < 2:
+        raise AnalysisError(f"{where}too few beats found")
     # the grid is trusted when the tracked beats keep one position against it
     # (modulo a quarter beat: the tracker may sit on off-beats or 16ths);
     # when the tempo moves, their phase against any straight grid wanders
