@@ -351,6 +351,15 @@ def _step_means(x: np.ndarray, steps) -> np.ndarray:
     return cells.transpose(1, 0, 2).reshape(x.shape[1], -1)
 
 
+def _typical_change(x: np.ndarray) -> float:
+    """Median over adjacent bar pairs of the (``PART_PERCENTILE``) change between the
+    rows of ``x`` (bars x descriptors), at least 0.5 dB; 1 with fewer than 2 bars."""
+    if len(x) < 2:
+        return 1.0
+    adj = np.percentile(np.abs(np.diff(x, axis=0)), PART_PERCENTILE, axis=1)
+    return max(float(np.median(adj)), 0.5)
+
+
 class _BarParts:
     """Per-bar part-presence descriptors on bar lines ``phase + k * bar_len`` (frames).
 
@@ -390,13 +399,8 @@ class _BarParts:
         r = np.stack([d[ix].mean(axis=0) for ix in groups]).reshape(PART_GROUPS, K, bar_len)
         self.pattern = _step_means(r, steps)
         self._pairs: dict = {}
-        if K >= 2:
-            adj = np.percentile(np.abs(np.diff(self.level, axis=0)), PART_PERCENTILE, axis=1)
-            self.typical = max(float(np.median(adj)), 0.5)
-            adj = np.percentile(np.abs(np.diff(self.cells, axis=0)), PART_PERCENTILE, axis=1)
-            self.typical_cell = max(float(np.median(adj)), 0.5)
-        else:
-            self.typical = self.typical_cell = 1.0
+        # the track's median adjacent-bar change of the band levels and of the cells
+        self.typical, self.typical_cell = (_typical_change(x) for x in (self.level, self.cells))
 
     def _pair(self, i: int, j: int) -> tuple:
         """(larger band-level rise either way, cell change, pattern cosine) of bars i, j;

@@ -14,8 +14,9 @@ Two sources of a per-candidate quality score, recorded in ``score_source``:
 A model may carry a *section guard* (:class:`SectionGuard`, stored in its
 ``<model>.meta.json``): multi-bar loops whose bars do not look like the same
 parts playing (a part entering or leaving inside the loop), unless the bars
-next to them repeat them bar for bar, are ranked below every loop that does, so the top-k falls back to shorter loops (a 1-bar loop
-always passes) instead of crossing an arrangement change. ``score`` stays the
+next to them repeat them bar for bar, are ranked below every loop that does,
+so the top-k falls back to shorter loops (a 1-bar loop always passes) instead
+of crossing an arrangement change. ``score`` stays the
 model's own score; ``rank_score`` is the guarded one.
 
 The composite re-rank keeps the earlier scripts' formula: weights for

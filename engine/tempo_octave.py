@@ -146,7 +146,6 @@ class OctaveChoice:
         return float(min([1.0] + [abs(2.0 * p - 1.0) for p in ps]))
 
 
-
 @dataclass
 class OctaveModel:
     """Standardised logistic regression over :data:`FEATURES`.
@@ -334,27 +333,25 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
           if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
     levels = {1.0: level_cues(ctx, bpm)}
     out = OctaveChoice(bpm=bpm, levels=levels)
+
+    def at(f):
+        """Cues of the level at ``f`` x the estimate (computed once)."""
+        if f not in levels:
+            levels[f] = level_cues(ctx, bpm * f)
+        return levels[f]
+
     f3 = 1.0
     tri = model.triple
     if tri is not None:
         # 3:2 check first: 2/3 of the estimate, then 3/2 of it
         if bpm * 2.0 / 3.0 >= lo_b:
-            levels[2.0 / 3.0] = level_cues(ctx, bpm * 2.0 / 3.0)
-            out.p_keep_over_two_thirds = tri.prob_upper(
-                triple_features(levels[2.0 / 3.0], levels[1.0], ci))
+            out.p_keep_over_two_thirds = tri.prob_upper(triple_features(at(2.0 / 3.0), at(1.0), ci))
             if out.p_keep_over_two_thirds < 1.0 - tri.threshold:
                 f3 = 2.0 / 3.0
         if f3 == 1.0 and bpm * 1.5 <= hi_b:
-            levels[1.5] = level_cues(ctx, bpm * 1.5)
-            out.p_three_halves_over_keep = tri.prob_upper(
-                triple_features(levels[1.0], levels[1.5], ci))
+            out.p_three_halves_over_keep = tri.prob_upper(triple_features(at(1.0), at(1.5), ci))
             if out.p_three_halves_over_keep > tri.threshold:
                 f3 = 1.5
-
-    def at(f):
-        if f not in levels:
-            levels[f] = level_cues(ctx, bpm * f)
-        return levels[f]
 
     base = bpm * f3
     out.bpm, out.factor = base, f3
