@@ -379,22 +379,30 @@ def test_composite_rerank_defaults_to_the_heuristic_only():
 
 # --------------------------------------------------------------------------- part presence and section guard
 
+def _true_grid_windows(tr, bars: int):
+    """A synth track's truth, its true-grid windows of ``bars`` bars, their candidate
+    features and labels, and the track's (features, onsets)."""
+    from engine.config import AnalysisConfig
+    from engine.features import candidate_features, compute_track_features
+
+    t = truth_from_synth(tr.truth, "t")
+    y = tr.audio.mean(axis=1).astype(np.float32)
+    tf, on = compute_track_features(y, 22050, AnalysisConfig())
+    w = grid_windows(t, (bars,))
+    f = candidate_features(tf, on, w, t.beat_period)
+    return t, w, f, label_windows(t, w["start_time"], w["end_time"]), (tf, on)
+
+
 def test_part_presence_sees_a_part_entering_not_new_notes():
     """Chords entering between bars move the part-presence features far more than the
     chord changes of the same instruments from bar to bar (a quiet bass under the kick
     barely does: a known limit of these features)."""
-    from engine.config import AnalysisConfig
-    from engine.features import candidate_features, compute_track_features
+    from engine.features import candidate_features
 
     tr = synth_track(120, n_bars=8, section_bars=[8], sr=22050, seed=5, key="C major",
                      section_instruments=[("drums", "chords", "bass")], crash=False,
                      bar_instruments=[("drums", "bass")] * 4 + [("drums", "chords", "bass")] * 4)
-    t = truth_from_synth(tr.truth, "t")
-    y = tr.audio.mean(axis=1).astype(np.float32)
-    tf, on = compute_track_features(y, 22050, AnalysisConfig())
-    w = grid_windows(t, (2,))
-    f = candidate_features(tf, on, w, t.beat_period)
-    lab = label_windows(t, w["start_time"], w["end_time"])
+    t, w, f, lab, (tf, on) = _true_grid_windows(tr, 2)
     inside, across = f[lab["one_section"].to_numpy()], f[~lab["one_section"].to_numpy()]
     assert len(across) == 1 and len(inside) >= 4
     for col in ("part_change_db", "part_cell_change_db"):
@@ -445,8 +453,7 @@ def test_part_repeat_sees_a_repeating_progression_not_a_part_entering():
     """Chords changing every bar inside one section: the loop's bars differ from each other,
     but the bars a loop length later repeat them; a loop across a part entering differs from
     the bars a loop length away on both sides."""
-    from engine.config import AnalysisConfig
-    from engine.features import PART_REPEAT_NONE, candidate_features, compute_track_features
+    from engine.features import PART_REPEAT_NONE
 
     # a tempo whose beat is a whole number of analysis frames (22 x 512 samples at 22.05 kHz):
     # the part-presence bars are tiled at a whole number of frames per bar, so at other
@@ -455,12 +462,7 @@ def test_part_repeat_sees_a_repeating_progression_not_a_part_entering():
     tr = synth_track(bpm, n_bars=24, section_bars=[24], sr=22050, seed=7, key="C major",
                      section_instruments=[("drums", "chords", "bass")], crash=False,
                      bar_instruments=[("drums", "chords")] * 12 + [("drums", "chords", "bass")] * 12)
-    t = truth_from_synth(tr.truth, "t")
-    y = tr.audio.mean(axis=1).astype(np.float32)
-    tf, on = compute_track_features(y, 22050, AnalysisConfig())
-    w = grid_windows(t, (4,))
-    f = candidate_features(tf, on, w, t.beat_period)
-    lab = label_windows(t, w["start_time"], w["end_time"])
+    t, w, f, lab, _ = _true_grid_windows(tr, 4)
     bar0 = np.searchsorted(t.downbeats, w["start_time"].to_numpy() - 1e-3)
     rep = f["part_repeat_rel"].to_numpy()
     across = ~lab["one_section"].to_numpy()
