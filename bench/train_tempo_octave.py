@@ -403,7 +403,7 @@ _ROW_CACHE: dict = {}
 
 #: Bumped when :func:`_track_row` changes what it stores (older cached rows are
 #: then recomputed).
-ROW_VERSION = 2
+ROW_VERSION = 3
 
 #: Tempo ratios the cues are read at around the truth (octave and 3:2 pairs)
 #: and around the estimate (every level :func:`choose` may compare).
@@ -433,10 +433,11 @@ def _track_row(item: tuple[Path, str]) -> dict:
     te = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm)
     est, ctx = te.bpm, te.context
     ci = oct_.chord_change_interval(z["chroma"], float(z["chroma_fps"]))
+    rep = oct_.repetition_context(ctx, z["chroma"], float(z["chroma_fps"]))
     gt = float(z["bpm"])
     return {"id": path.stem, "group": group, "gt": gt, "est": est, "ci": ci,
-            "truth": {k: oct_.level_cues(ctx, gt * k) for k in TRUTH_RATIOS},
-            "at_est": {k: oct_.level_cues(ctx, est * k) for k in EST_RATIOS}}
+            "truth": {k: oct_.level_cues(ctx, gt * k, rep) for k in TRUTH_RATIOS},
+            "at_est": {k: oct_.level_cues(ctx, est * k, rep) for k in EST_RATIOS}}
 
 
 def pair_weights(rows: list[dict]) -> np.ndarray:
