@@ -64,6 +64,10 @@ for w in analysis.warnings:
     if "bar lines are uncertain" in w:
         st.warning("The bar lines are uncertain. Play loop #1: if it does not start on the "
                    "'one', use **Shift bar one**.")
+    elif "tempo is uncertain" in w:
+        st.warning(f"The tempo is uncertain. Play loop #1: if it is half or twice as long as it "
+                   f"should be, use **½ tempo** or **2× tempo**; if it is off by a third, use "
+                   f"**Set tempo…** ({view.bpm * 2 / 3:.1f} or {view.bpm * 1.5:.1f} BPM?).")
     else:
         st.warning(w)
 
@@ -80,12 +84,19 @@ if fix_cols[2].button("Shift bar one →", help="Bar one starts one beat later")
 if fix_cols[3].button("Reset grid", disabled=not fixed,
                       help="Back to the tempo and bar lines LoopLab found"):
     action = "reset"
-fix_cols[4].caption("Fix the grid when the tempo is off by half/double or loops start on the "
-                    "wrong beat; the loops are re-cut.")
+with fix_cols[4].popover("Set tempo…", help="Type the track's tempo (e.g. 2/3 of a tempo read "
+                         "at 3/2); LoopLab finds the beats and bar lines at it"):
+    typed = st.number_input("Tempo (BPM)", min_value=float(MIN_FIXED_BPM),
+                            max_value=float(MAX_FIXED_BPM), value=round(float(view.bpm), 1),
+                            step=0.1, format="%.1f", key=f"set_bpm_{track_id}")
+    if st.button("Set", key=f"set_bpm_go_{track_id}"):
+        action = "set"
+st.caption("Fix the grid when the tempo is off (half, double, a third) or loops start on the "
+           "wrong beat; the loops are re-cut.")
 if action:
-    new_cfg = grid_fix(cfg, grid.bpm, action)
     prog = Progress("Re-cutting the loops on the corrected grid…")
     try:
+        new_cfg = grid_fix(cfg, grid.bpm, action, bpm=typed if action == "set" else None)
         ws.set_analysis_config(track_id, new_cfg, progress=prog)
         prog.done("Grid corrected")
         st.session_state.pop(f"sel_{track_id}", None)

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -157,7 +158,8 @@ def friendly_error(exc: BaseException, name: str) -> str:
             "the file may be damaged or in an unusual format")
 
 
-def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisConfig:
+def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str,
+             bpm: float | None = None) -> AnalysisConfig:
     """The analysis settings after a grid correction.
 
     Parameters
@@ -166,16 +168,30 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisCo
         The settings the track was analysed with.
     current_bpm : float
         The tempo the engine reported with ``cfg``.
-    action : {"half", "double", "shift", "reset"}
-        Half or double the tempo (the engine keeps finding beat phase and
-        bars at the fixed tempo), shift bar one later by one beat, or go back
-        to the engine's own reading.
+    action : {"half", "double", "set", "shift", "reset"}
+        Half or double the tempo, or set it to ``bpm`` (the engine keeps
+        finding beat phase, meter and bars at the fixed tempo), shift bar one
+        later by one beat, or go back to the engine's own reading.
+    bpm : float, optional
+        The tempo for ``"set"`` (e.g. 2/3 of a tempo read at 3/2).
+
+    Raises
+    ------
+    LoopLabError
+        The new tempo is outside ``MIN_FIXED_BPM``-``MAX_FIXED_BPM``.
+    ValueError
+        Unknown action, or ``"set"`` without a finite ``bpm``.
     """
-    if action in ("half", "double"):
-        new = current_bpm / 2.0 if action == "half" else current_bpm * 2.0
+    if action == "set":
+        if bpm is None or not math.isfinite(float(bpm)):
+            raise ValueError("grid fix 'set' needs a tempo (bpm=...)")
+    if action in ("half", "double", "set"):
+        new = {"half": current_bpm / 2.0, "double": current_bpm * 2.0}.get(action, bpm)
         if not MIN_FIXED_BPM <= new <= MAX_FIXED_BPM:
             raise LoopLabError(f"{new:.1f} BPM is outside the tempo range a grid fix can set "
                                f"({MIN_FIXED_BPM:.0f}-{MAX_FIXED_BPM:.0f} BPM)")
+    if action == "set":
+        return dataclasses.replace(cfg, bpm=round(float(bpm), 4), downbeat_offset=0)
     if action == "half":
         return dataclasses.replace(cfg, bpm=round(current_bpm / 2.0, 4), downbeat_offset=0)
     if action == "double":
@@ -185,7 +201,7 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisCo
         return dataclasses.replace(cfg, downbeat_offset=(int(cfg.downbeat_offset) + 1) % meter)
     if action == "reset":
         return dataclasses.replace(cfg, bpm=None, downbeat_offset=0)
-    raise ValueError(f"unknown grid fix {action!r} (half, double, shift or reset)")
+    raise ValueError(f"unknown grid fix {action!r} (half, double, set, shift or reset)")
 
 
 @dataclass
