@@ -63,12 +63,12 @@ MODEL_PATH = Path(__file__).resolve().parent / "models" / "tempo_octave.json"
 RANGE_LOW_FACTOR = 1.0 / 1.27
 RANGE_HIGH_FACTOR = 1.2
 
-#: Names of the pair features, in model order (see :func:`pair_features`).
 #: Lags (in beats of a level) of the onset-repetition cues (:func:`repetition_cues`).
 ACF_LAGS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Lags (in beats of a level) of the chord-repetition cues.
 CHROMA_LAGS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
+#: Names of the pair features, in model order (see :func:`pair_features`).
 FEATURES = (["lp", "dcomb", "alt_lo", "alt_hi", "kick_lo", "kick_hi"]
             + [f"{b}_{k}" for b in "flm" for k in ("beat", "8th", "16th", "32nd", "acc")]
             + ["hrx", "tri_lo", "tri_hi", "dline"]
