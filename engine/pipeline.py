@@ -105,7 +105,8 @@ def rhythm_summary(grid: RhythmGrid) -> dict:
             "meter_confidence": round(float(grid.meter_confidence), 3),
             "constant_tempo": bool(grid.constant_tempo),
             "first_downbeat": round(float(grid.downbeats[0]), 4) if len(grid.downbeats) else None,
-            "bpm_fixed": bool(grid.bpm_fixed), "downbeat_offset": int(grid.downbeat_offset)}
+            "bpm_fixed": bool(grid.bpm_fixed), "downbeat_offset": int(grid.downbeat_offset),
+            "grid_shift_ms": round(float(getattr(grid, "grid_shift_ms", 0.0)), 1)}
 
 
 def track_grid_info(analysis: "TrackAnalysis") -> dict:
