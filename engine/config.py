@@ -127,9 +127,9 @@ def from_args(cls, args, **overrides):
     return cls(**values)
 
 
-
 #: Largest user grid shift (``AnalysisConfig.grid_shift_ms``): one beat at 30 BPM.
 MAX_GRID_SHIFT_MS = 2000.0
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:

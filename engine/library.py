@@ -194,12 +194,11 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str,
         if not MIN_FIXED_BPM <= new <= MAX_FIXED_BPM:
             raise LoopLabError(f"{new:.1f} BPM is outside the tempo range a grid fix can set "
                                f"({MIN_FIXED_BPM:.0f}-{MAX_FIXED_BPM:.0f} BPM)")
-    if action == "set":
-        return dataclasses.replace(cfg, bpm=round(float(bpm), 4), downbeat_offset=0, grid_shift_ms=0.0)
-    if action == "half":
-        return dataclasses.replace(cfg, bpm=round(current_bpm / 2.0, 4), downbeat_offset=0, grid_shift_ms=0.0)
-    if action == "double":
-        return dataclasses.replace(cfg, bpm=round(current_bpm * 2.0, 4), downbeat_offset=0, grid_shift_ms=0.0)
+    if action in ("half", "double", "set"):
+        # a new tempo: the engine finds the beat phase and bar one again, so the old
+        # nudge and bar shift no longer apply
+        return dataclasses.replace(cfg, bpm=round(float(new), 4), downbeat_offset=0,
+                                   grid_shift_ms=0.0)
     if action == "nudge":
         if shift_ms is None or not math.isfinite(float(shift_ms)):
             raise ValueError("grid fix 'nudge' needs a shift in ms (shift_ms=...)")
