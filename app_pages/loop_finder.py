@@ -56,6 +56,8 @@ if getattr(grid, "bpm_fixed", False):
     fixed.append("tempo set by you")
 if getattr(grid, "downbeat_offset", 0):
     fixed.append(f"bar one moved {grid.downbeat_offset} beat(s) later")
+if getattr(grid, "grid_shift_ms", 0.0):
+    fixed.append(f"grid moved {grid.grid_shift_ms:+.0f} ms")
 first = view.bars[0] if len(view.bars) else float("nan")
 st.container(key="grid_summary").markdown(f"**Grid:** {view.bpm:.1f} BPM · {view.meter} · bar one at {format_time(first)} · "
             f"{bars_text(max(len(view.bars) - 1, 0))} · {len(view.beats)} beats"
@@ -64,11 +66,15 @@ for w in analysis.warnings:
     if "bar lines are uncertain" in w:
         st.warning("The bar lines are uncertain. Play loop #1: if it does not start on the "
                    "'one', use **Shift bar one**.")
+    elif "tempo is uncertain" in w:
+        st.warning(f"The tempo is uncertain. Play loop #1: if it is half or twice as long as it "
+                   f"should be, use **½ tempo** or **2× tempo**; if it is off by a third, use "
+                   f"**Set tempo…** ({view.bpm * 2 / 3:.1f} or {view.bpm * 1.5:.1f} BPM?).")
     else:
         st.warning(w)
 
-fix_cols = st.columns([1, 1, 1.3, 1, 3], vertical_alignment="center")
-action = None
+fix_cols = st.columns([1, 1, 1.3, 1, 1.3, 1.7], vertical_alignment="center")
+action, nudge = None, None
 if fix_cols[0].button("½ tempo", help=f"The track is really {view.bpm / 2:.1f} BPM",
                       disabled=view.bpm / 2 < MIN_FIXED_BPM):
     action = "half"
@@ -80,12 +86,30 @@ if fix_cols[2].button("Shift bar one →", help="Bar one starts one beat later")
 if fix_cols[3].button("Reset grid", disabled=not fixed,
                       help="Back to the tempo and bar lines LoopLab found"):
     action = "reset"
-fix_cols[4].caption("Fix the grid when the tempo is off by half/double or loops start on the "
-                    "wrong beat; the loops are re-cut.")
+with fix_cols[4].popover("Set tempo…", help="Type the track's tempo (e.g. 2/3 of a tempo read "
+                         "at 3/2); LoopLab finds the beats and bar lines at it"):
+    typed = st.number_input("Tempo (BPM)", min_value=float(MIN_FIXED_BPM),
+                            max_value=float(MAX_FIXED_BPM), value=round(float(view.bpm), 1),
+                            step=0.1, format="%.1f", key=f"set_bpm_{track_id}")
+    if st.button("Set", key=f"set_bpm_go_{track_id}"):
+        action = "set"
+with fix_cols[5].popover("Nudge grid…", help="Move every beat and bar line a few "
+                         "milliseconds when they all sit early or late (like a DJ app's grid "
+                         "shift)"):
+    step_ms = st.number_input("By (ms)", min_value=1.0, max_value=500.0, value=10.0, step=5.0,
+                              format="%.0f", key=f"nudge_ms_{track_id}")
+    nudge_cols = st.columns(2)
+    if nudge_cols[0].button("◀ Earlier", key=f"nudge_early_{track_id}"):
+        action, nudge = "nudge", -step_ms
+    if nudge_cols[1].button("Later ▶", key=f"nudge_late_{track_id}"):
+        action, nudge = "nudge", step_ms
+st.caption("Fix the grid when the tempo is off (half, double, a third), loops start on the "
+           "wrong beat or every beat sits a little early or late; the loops are re-cut.")
 if action:
-    new_cfg = grid_fix(cfg, grid.bpm, action)
     prog = Progress("Re-cutting the loops on the corrected grid…")
     try:
+        new_cfg = grid_fix(cfg, grid.bpm, action, bpm=typed if action == "set" else None,
+                           shift_ms=nudge)
         ws.set_analysis_config(track_id, new_cfg, progress=prog)
         prog.done("Grid corrected")
         st.session_state.pop(f"sel_{track_id}", None)

@@ -2,9 +2,10 @@
 
 An entry's key is the audio file's content hash, the parameters that shape
 the result (the config dataclasses' ``as_dict``), :data:`engine.CODE_VERSION`
-and a hash of the engine's own source (:func:`engine_source_hash`), so a
-changed file, a changed setting or any change to the engine's code or module
-constants never reuses a stale result, without anyone bumping a version. Entries are
+and a hash of the engine's own source and shipped models
+(:func:`engine_source_hash`), so a changed file, a changed setting or any
+change to the engine's code, module constants or models never reuses a stale
+result, without anyone bumping a version. Entries are
 joblib pickles written atomically; an unreadable entry is treated as a miss
 and removed. The whole folder is safe to delete.
 """
@@ -25,12 +26,16 @@ from .atomic import atomic_path
 _NOT_ANALYSIS = ("commands",)
 
 
-@lru_cache(maxsize=1)
-def engine_source_hash() -> str:
-    """BLAKE2b of the engine's Python source (``engine/**/*.py`` except ``commands/``)."""
-    root = Path(__file__).resolve().parent
+@lru_cache(maxsize=4)
+def engine_source_hash(root: Path | None = None) -> str:
+    """BLAKE2b of the engine's Python source (``engine/**/*.py`` except ``commands/``)
+    and of its shipped models (``engine/models/*``: a refitted tempo-octave or
+    ranking model changes results with the code unchanged). ``root``: another copy
+    of the package (tests)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
     h = hashlib.blake2b(digest_size=16)
-    for p in sorted(root.rglob("*.py")):
+    files = sorted(root.rglob("*.py")) + sorted(p for p in (root / "models").glob("*") if p.is_file())
+    for p in files:
         rel = p.relative_to(root)
         if rel.parts[0] in _NOT_ANALYSIS or "__pycache__" in rel.parts:
             continue

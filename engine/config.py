@@ -127,6 +127,9 @@ def from_args(cls, args, **overrides):
     return cls(**values)
 
 
+#: Largest user grid shift (``AnalysisConfig.grid_shift_ms``): one beat at 30 BPM.
+MAX_GRID_SHIFT_MS = 2000.0
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -167,6 +170,10 @@ class AnalysisConfig:
     downbeat_offset : int
         User correction: shift bar one by this many beats (modulo the meter;
         the dashboard's "shift bar" button).
+    grid_shift_ms : float
+        User correction: move every beat (and bar line) by this many
+        milliseconds, after the tempo and beat phase are found (the
+        dashboard's "nudge" buttons, like the grid shift of DJ software).
     """
 
     sr: int = 22050
@@ -193,6 +200,9 @@ class AnalysisConfig:
         "finds the beats and bar lines on that grid", type=float)
     downbeat_offset: int = setting(
         0, "shift bar one by N beats when the bar lines are off (e.g. 1, 2, -1)")
+    grid_shift_ms: float = setting(
+        0.0, "move the whole beat grid by this many milliseconds (positive = later) when "
+        "every beat sits early or late, e.g. 100 or -20", type=float)
 
     def __post_init__(self):
         if self.min_bpm <= 0 or self.max_bpm < self.min_bpm * 1.9:
@@ -204,6 +214,9 @@ class AnalysisConfig:
             raise ConfigError(f"beats_per_bar must be 0 (choose), 3 or 4, got {self.beats_per_bar}")
         if self.bpm is not None and not (20.0 <= self.bpm <= 400.0):
             raise ConfigError(f"bpm must be between 20 and 400, got {self.bpm:g}")
+        if not (abs(self.grid_shift_ms) <= MAX_GRID_SHIFT_MS):
+            raise ConfigError(f"grid_shift_ms must be within +-{MAX_GRID_SHIFT_MS:g} ms (a beat "
+                              f"at 30 BPM), got {self.grid_shift_ms:g}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -41,7 +42,7 @@ import pandas as pd
 from .atomic import atomic_write_csv, atomic_write_text
 from .audio import AudioInfo, content_hash, find_audio_files, probe
 from .cache import DiskCache, make_key
-from .config import PROJECT_ROOT, AnalysisConfig, ExportConfig, RankConfig
+from .config import MAX_GRID_SHIFT_MS, PROJECT_ROOT, AnalysisConfig, ExportConfig, RankConfig
 from .errors import LoopLabError
 
 #: Default workspace folder (git-ignored); ``$LOOPLAB_WORKSPACE`` overrides it.
@@ -157,7 +158,8 @@ def friendly_error(exc: BaseException, name: str) -> str:
             "the file may be damaged or in an unusual format")
 
 
-def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisConfig:
+def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str,
+             bpm: float | None = None, shift_ms: float | None = None) -> AnalysisConfig:
     """The analysis settings after a grid correction.
 
     Parameters
@@ -166,26 +168,50 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str) -> AnalysisCo
         The settings the track was analysed with.
     current_bpm : float
         The tempo the engine reported with ``cfg``.
-    action : {"half", "double", "shift", "reset"}
-        Half or double the tempo (the engine keeps finding beat phase and
-        bars at the fixed tempo), shift bar one later by one beat, or go back
-        to the engine's own reading.
+    action : {"half", "double", "set", "nudge", "shift", "reset"}
+        Half or double the tempo, or set it to ``bpm`` (the engine keeps
+        finding beat phase, meter and bars at the fixed tempo), move the
+        whole grid by ``shift_ms`` more milliseconds, shift bar one later by
+        one beat, or go back to the engine's own reading.
+    bpm : float, optional
+        The tempo for ``"set"`` (e.g. 2/3 of a tempo read at 3/2).
+    shift_ms : float, optional
+        The nudge for ``"nudge"`` (positive: later), added to the current one.
+
+    Raises
+    ------
+    LoopLabError
+        The new tempo is outside ``MIN_FIXED_BPM``-``MAX_FIXED_BPM``.
+    ValueError
+        Unknown action, ``"set"`` without a finite ``bpm`` or ``"nudge"``
+        without a finite ``shift_ms``.
     """
-    if action in ("half", "double"):
-        new = current_bpm / 2.0 if action == "half" else current_bpm * 2.0
+    if action == "set":
+        if bpm is None or not math.isfinite(float(bpm)):
+            raise ValueError("grid fix 'set' needs a tempo (bpm=...)")
+    if action in ("half", "double", "set"):
+        new = {"half": current_bpm / 2.0, "double": current_bpm * 2.0}.get(action, bpm)
         if not MIN_FIXED_BPM <= new <= MAX_FIXED_BPM:
             raise LoopLabError(f"{new:.1f} BPM is outside the tempo range a grid fix can set "
                                f"({MIN_FIXED_BPM:.0f}-{MAX_FIXED_BPM:.0f} BPM)")
-    if action == "half":
-        return dataclasses.replace(cfg, bpm=round(current_bpm / 2.0, 4), downbeat_offset=0)
-    if action == "double":
-        return dataclasses.replace(cfg, bpm=round(current_bpm * 2.0, 4), downbeat_offset=0)
+    if action in ("half", "double", "set"):
+        # a new tempo: the engine finds the beat phase and bar one again, so the old
+        # nudge and bar shift no longer apply
+        return dataclasses.replace(cfg, bpm=round(float(new), 4), downbeat_offset=0,
+                                   grid_shift_ms=0.0)
+    if action == "nudge":
+        if shift_ms is None or not math.isfinite(float(shift_ms)):
+            raise ValueError("grid fix 'nudge' needs a shift in ms (shift_ms=...)")
+        total = round(float(cfg.grid_shift_ms) + float(shift_ms), 1)
+        if abs(total) > MAX_GRID_SHIFT_MS:
+            raise LoopLabError(f"the grid can move at most {MAX_GRID_SHIFT_MS:g} ms either way")
+        return dataclasses.replace(cfg, grid_shift_ms=total)
     if action == "shift":
         meter = cfg.beats_per_bar if cfg.beats_per_bar > 0 else 4
         return dataclasses.replace(cfg, downbeat_offset=(int(cfg.downbeat_offset) + 1) % meter)
     if action == "reset":
-        return dataclasses.replace(cfg, bpm=None, downbeat_offset=0)
-    raise ValueError(f"unknown grid fix {action!r} (half, double, shift or reset)")
+        return dataclasses.replace(cfg, bpm=None, downbeat_offset=0, grid_shift_ms=0.0)
+    raise ValueError(f"unknown grid fix {action!r} (half, double, set, nudge, shift or reset)")
 
 
 @dataclass

@@ -179,6 +179,9 @@ class RhythmGrid:
         User shift of bar one, in beats, already applied to ``downbeats``.
     bpm_fixed : bool
         True when the tempo was given by the user (``AnalysisConfig.bpm``).
+    grid_shift_ms : float
+        User nudge of the whole grid in ms (``AnalysisConfig.grid_shift_ms``),
+        already applied to ``beats`` and ``downbeats``.
     """
 
     bpm: float
@@ -194,6 +197,7 @@ class RhythmGrid:
     meter_confidence: float = 0.0
     downbeat_offset: int = 0
     bpm_fixed: bool = False
+    grid_shift_ms: float = 0.0
 
     @property
     def meter(self) -> str:
@@ -671,6 +675,7 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
     config : AnalysisConfig
         Uses ``min_bpm``, ``max_bpm``, ``beats_per_bar`` (0 detects the meter),
         ``bpm`` (fixes the tempo), ``downbeat_offset`` (shifts bar one),
+        ``grid_shift_ms`` (moves the whole grid),
         ``hop_length``, ``n_fft``.
     onsets : OnsetData, optional
         Precomputed envelopes (see :func:`onset_data`).
@@ -780,6 +785,11 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
             first -= period
         beats = np.arange(first, duration - 0.5 * period, period)
         beats = np.maximum(beats[(beats > -EARLY_FIRST_BEAT) & (beats < duration)], 0.0)
+    shift = float(config.grid_shift_ms) / 1000.0
+    if shift:
+        # the user's nudge of the whole grid (every beat sat early or late)
+        beats = beats + shift
+        beats = beats[(beats >= 0.0) & (beats < duration)]
     bar_len = beats_per_bar * 60.0 / bpm
     if duration < bar_len * 0.98 or len(beats) < beats_per_bar:
         raise AnalysisError(f"{where}too short for one bar ({duration:.2f} s; a {beats_per_bar}-beat "
@@ -796,7 +806,8 @@ def analyse_rhythm(y: np.ndarray, sr: int, config: AnalysisConfig = AnalysisConf
                       confidence=_beat_confidence(beats, od), bar_confidence=bar_conf,
                       constant_tempo=bool(constant), tempo_candidates=cands,
                       tempo_confidence=float(tempo_conf),
-                      meter_confidence=meter_conf, downbeat_offset=offset, bpm_fixed=fixed)
+                      meter_confidence=meter_conf, downbeat_offset=offset, bpm_fixed=fixed,
+                      grid_shift_ms=float(config.grid_shift_ms))
 
 
 def _offbeat_choice(beats: np.ndarray, period: float, od: OnsetData,

@@ -20,7 +20,15 @@ lower):
 * triple-bar evidence at each level (lines at 1/3 and 2/3 of the beat);
 * the **harmonic rhythm**: the median interval between chord changes
   (:func:`chord_change_interval`, independent of any tempo) counted in beats
-  of the lower level; chords mostly change every 2-4 beats of the true tempo.
+  of the lower level; chords mostly change every 2-4 beats of the true tempo;
+* **repetition at metrical lags** (:func:`repetition_cues`): how much the
+  onsets of each band (full, low, mid) repeat after 1/4, 1/2, 1, 2, 4 and 8
+  beats of the lower level (the envelope's autocorrelation) and how much the
+  chords repeat after 1, 2, 4, 8 and 16 of its beats (chroma self-similarity).
+  A drum pattern repeats every bar of the true tempo: a funk groove at 96 BPM
+  repeats after 4 of its beats, not after 2, while the same onsets read at 48
+  BPM would repeat after every beat; a ballad's chords change every bar or
+  half bar of its own tempo, not of its double.
 
 Before the octave check, an optional **3:2 check** (``OctaveModel.triple``,
 features :func:`triple_features`) compares the estimate with 2/3 and 3/2 of it
@@ -55,10 +63,17 @@ MODEL_PATH = Path(__file__).resolve().parent / "models" / "tempo_octave.json"
 RANGE_LOW_FACTOR = 1.0 / 1.27
 RANGE_HIGH_FACTOR = 1.2
 
+#: Lags (in beats of a level) of the onset-repetition cues (:func:`repetition_cues`).
+ACF_LAGS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: Lags (in beats of a level) of the chord-repetition cues.
+CHROMA_LAGS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
 #: Names of the pair features, in model order (see :func:`pair_features`).
 FEATURES = (["lp", "dcomb", "alt_lo", "alt_hi", "kick_lo", "kick_hi"]
             + [f"{b}_{k}" for b in "flm" for k in ("beat", "8th", "16th", "32nd", "acc")]
-            + ["hrx", "tri_lo", "tri_hi", "dline"])
+            + ["hrx", "tri_lo", "tri_hi", "dline"]
+            + [f"acf_{b}_{k:g}" for b in "flm" for k in ACF_LAGS]
+            + [f"chroma_rep_{k:g}" for k in CHROMA_LAGS])
 
 #: Names of the 3:2 pair features, in model order (see :func:`triple_features`).
 TRIPLE_FEATURES = (["lp", "dcomb", "dline", "alt_lo", "alt_hi", "kick_lo", "kick_hi",
@@ -87,6 +102,10 @@ class LevelCues:
         the line at 1/2.
     line : float
         Log magnitude of the beat frequency's own line.
+    repeat : ndarray or None
+        Onset repetition after :data:`ACF_LAGS` beats in the full, low and mid
+        bands, then chord repetition after :data:`CHROMA_LAGS` beats (NaN
+        without chroma): :func:`repetition_cues`.
     """
 
     bpm: float
@@ -96,6 +115,7 @@ class LevelCues:
     profile: dict
     triple: float
     line: float
+    repeat: np.ndarray | None = None
 
 
 @dataclass
@@ -171,9 +191,11 @@ class OctaveModel:
     triple: "OctaveModel | None" = None
 
     def prob_upper(self, x: np.ndarray) -> float:
-        """Probability that the upper level of a pair is the beat."""
-        z = float(np.dot((np.asarray(x, np.float64) - self.mean) / self.scale, self.coef)
-                  + self.intercept)
+        """Probability that the upper level of a pair is the beat (a missing
+        cue, NaN, counts as the training mean: neutral)."""
+        u = (np.asarray(x, np.float64) - self.mean) / self.scale
+        u[~np.isfinite(u)] = 0.0
+        z = float(np.dot(u, self.coef) + self.intercept)
         return float(1.0 / (1.0 + np.exp(-z)))
 
     def to_json(self) -> dict:
@@ -245,9 +267,62 @@ def chord_change_interval(chroma: np.ndarray, fps: float, window: float = 0.5) -
     return float(np.median(np.diff(pk)) / fps)
 
 
-def level_cues(ctx: tempomod.PulseContext, bpm: float) -> LevelCues:
+@dataclass
+class RepetitionContext:
+    """What :func:`repetition_cues` reads: the autocorrelations of a track's
+    full, low and mid novelty curves (:func:`repetition_context`) and its
+    frame-normalised log chroma (None without chroma)."""
+
+    acf: dict
+    fps: float
+    chroma: np.ndarray | None = None
+    chroma_fps: float | None = None
+
+
+def repetition_context(ctx: tempomod.PulseContext, chroma: np.ndarray | None = None,
+                       chroma_fps: float | None = None) -> RepetitionContext:
+    """The :class:`RepetitionContext` of a :class:`engine.tempo.PulseContext`
+    (and optionally the track's chroma frames)."""
+    acf = {"f": tempomod._acf(ctx.nf), "l": ctx.r_low, "m": tempomod._acf(ctx.nm)}
+    ch = None
+    if chroma is not None and chroma_fps and np.size(chroma) and np.max(chroma) > 0:
+        c = np.log1p(10.0 * np.asarray(chroma, np.float64) / float(np.max(chroma)))
+        ch = c / (np.linalg.norm(c, axis=0, keepdims=True) + 1e-9)
+    return RepetitionContext(acf=acf, fps=ctx.fps, chroma=ch,
+                             chroma_fps=float(chroma_fps) if ch is not None else None)
+
+
+def repetition_cues(rep: RepetitionContext, bpm: float) -> np.ndarray:
+    """How much a track repeats after whole numbers (and fractions) of beats
+    of the level at ``bpm``.
+
+    The autocorrelation of the full, low and mid novelty curves after each of
+    :data:`ACF_LAGS` beats (max over the neighbouring frames), then the mean
+    cosine similarity of the log chroma frames ``k`` beats apart for ``k`` in
+    :data:`CHROMA_LAGS` (NaN without chroma or when the track is too short
+    for the lag). A bar-long pattern repeats strongly after 4 beats of the
+    true tempo and less after 2; read at half tempo it repeats after every
+    beat.
+    """
+    period = 60.0 / bpm
+    v = [tempomod._acf_at(rep.acf[b], k * period * rep.fps) for b in "flm" for k in ACF_LAGS]
+    ch = rep.chroma
+    for k in CHROMA_LAGS:
+        if ch is None:
+            v.append(float("nan"))
+            continue
+        lag = int(round(k * period * rep.chroma_fps))
+        v.append(float(np.mean(np.sum(ch[:, :-lag] * ch[:, lag:], axis=0)))
+                 if 0 < lag < ch.shape[1] - 10 else float("nan"))
+    return np.asarray(v, np.float64)
+
+
+def level_cues(ctx: tempomod.PulseContext, bpm: float,
+               rep: RepetitionContext | None = None) -> LevelCues:
     """Cues of the metrical level at ``bpm`` (see :class:`LevelCues`) in a track's
-    :class:`engine.tempo.PulseContext`."""
+    :class:`engine.tempo.PulseContext`; the repetition cues come from ``rep``
+    (:func:`repetition_context`, built from ``ctx`` without chroma when not
+    given)."""
     fps = ctx.fps
     period, ph, alt, kick = tempomod.pulse_cues(ctx.nf, ctx.nl, ctx.nm, fps, ctx.r_low, 60.0 / bpm)
     f = 1.0 / period
@@ -265,8 +340,10 @@ def level_cues(ctx: tempomod.PulseContext, bpm: float) -> LevelCues:
         return tempomod._mag_at(ctx.freqs, ctx.mag, q)
 
     triple = float(np.log((mag(f / 3.0) + mag(2.0 * f / 3.0) + 1.0) / (mag(f / 2.0) + 1.0)))
+    rep = rep if rep is not None else repetition_context(ctx)
     return LevelCues(bpm=60.0 / period, alt=float(alt), kick=float(kick), comb=comb,
-                     profile=profile, triple=triple, line=float(np.log(mag(f) + 1.0)))
+                     profile=profile, triple=triple, line=float(np.log(mag(f) + 1.0)),
+                     repeat=repetition_cues(rep, 60.0 / period))
 
 
 def pair_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.ndarray:
@@ -278,6 +355,8 @@ def pair_features(lo: LevelCues, hi: LevelCues, chord_interval: float) -> np.nda
               abs(s[0] - s[8]) / (s[0] + s[8] + 1e-9)]
     x = np.log2(lo.bpm / 60.0 * chord_interval) if np.isfinite(chord_interval) else 2.0
     v += [x, lo.triple, hi.triple, hi.line - lo.line]
+    n_rep = len(ACF_LAGS) * 3 + len(CHROMA_LAGS)
+    v += list(lo.repeat) if lo.repeat is not None else [float("nan")] * n_rep
     return np.asarray(v, np.float64)
 
 
@@ -331,13 +410,14 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
     ctx = context if context is not None else tempomod.pulse_context(full, low, mid, fps)
     ci = (chord_change_interval(chroma, chroma_fps)
           if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
-    levels = {1.0: level_cues(ctx, bpm)}
+    rep = repetition_context(ctx, chroma, chroma_fps)
+    levels = {1.0: level_cues(ctx, bpm, rep)}
     out = OctaveChoice(bpm=bpm, levels=levels)
 
     def at(f):
         """Cues of the level at ``f`` x the estimate (computed once)."""
         if f not in levels:
-            levels[f] = level_cues(ctx, bpm * f)
+            levels[f] = level_cues(ctx, bpm * f, rep)
         return levels[f]
 
     f3 = 1.0
@@ -370,13 +450,17 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
 def fit_model(X: np.ndarray, y: np.ndarray, C: float = 0.2, info: dict | None = None,
               sample_weight: np.ndarray | None = None, features=FEATURES) -> OctaveModel:
     """Fit the pair model (scikit-learn's L2 logistic regression on
-    standardised features, optionally weighting the pairs); ``features``
+    standardised features, missing ones (NaN) set to the column mean,
+    optionally weighting the pairs); ``features``
     names the columns (:data:`FEATURES`, or :data:`TRIPLE_FEATURES` for the
     3:2 model)."""
     from sklearn.linear_model import LogisticRegression
 
-    X = np.asarray(X, np.float64)
-    mean, scale = X.mean(axis=0), X.std(axis=0)
+    X = np.array(X, np.float64)
+    mean = np.nanmean(X, axis=0)
+    mean[~np.isfinite(mean)] = 0.0
+    X = np.where(np.isfinite(X), X, mean)       # a missing cue counts as the mean
+    scale = X.std(axis=0)
     scale[scale < 1e-9] = 1.0
     lr = LogisticRegression(C=C, max_iter=5000).fit((X - mean) / scale, np.asarray(y),
                                                     sample_weight=sample_weight)

@@ -122,3 +122,24 @@ def test_rerun_into_the_same_out_dir_zips_only_this_run(tracks, tmp_path):
     assert len(wavs) == 2 and all(f"{tracks[0].stem}/{w}" in names for w in wavs)
     assert len(list((out_dir / tracks[1].stem).glob("*.wav"))) == 3
     assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_cache_key_follows_the_engine_source_and_its_models(tmp_path):
+    """A refitted shipped model (same Python source) must not reuse old analyses; the
+    command-line front ends do not shape results and do not count."""
+    import shutil
+
+    import engine
+    from engine.cache import engine_source_hash
+
+    root = tmp_path / "engine"
+    shutil.copytree(Path(engine.__file__).parent, root,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    base = engine_source_hash(root)
+    assert base == engine_source_hash(Path(engine.__file__).parent)
+    model = root / "models" / "tempo_octave.json"
+    model.write_text(model.read_text() + " ")
+    refit = engine_source_hash.__wrapped__(root)
+    assert refit != base
+    (root / "commands" / "extract.py").write_text("# front end only\n")
+    assert engine_source_hash.__wrapped__(root) == refit

@@ -252,6 +252,25 @@ def test_double_tempo_changes_the_grid(server, browser):
     page.get_by_role("button", name="Reset grid").click()
     expect(grid).to_contain_text("124.0 BPM · 4/4")
     _idle(page)
+    # a typed tempo (what a 3/2 misreading needs): beats and bar lines are found at it
+    page.get_by_role("button", name="Set tempo…").click()
+    box = page.get_by_label("Tempo (BPM)")
+    box.fill("93")
+    box.press("Enter")
+    _idle(page)
+    page.get_by_role("button", name="Set", exact=True).click()
+    expect(grid).to_contain_text("93.0 BPM")
+    _idle(page)
+    assert "tempo set by you" in grid.inner_text()
+    _shot(page, "loop_finder_set_tempo")
+    # every beat a little late: nudge the grid 10 ms later
+    page.get_by_role("button", name="Nudge grid…").click()
+    page.get_by_role("button", name="Later ▶").click()
+    expect(grid).to_contain_text("grid moved +10 ms")
+    _idle(page)
+    page.get_by_role("button", name="Reset grid").click()
+    expect(grid).to_contain_text("124.0 BPM · 4/4")
+    _idle(page)
     ctx.close()
 
 

@@ -116,6 +116,24 @@ def test_grid_fix_settings():
     assert s.downbeat_offset == 2 and grid_fix(s, 124.0, "shift").downbeat_offset == 3
     assert grid_fix(grid_fix(s, 124.0, "shift"), 124.0, "shift").downbeat_offset == 0
     assert grid_fix(s, 124.0, "reset") == cfg
+    # typed tempo (a 3/2 reading corrected to 2/3 of it): bar one goes back to the engine's
+    t = grid_fix(s, 153.0, "set", bpm=102.0)
+    assert t.bpm == 102.0 and t.downbeat_offset == 0
+    with pytest.raises(LoopLabError):
+        grid_fix(cfg, 124.0, "set", bpm=500.0)
+    with pytest.raises(ValueError):
+        grid_fix(cfg, 124.0, "set")
+    # a nudge of the whole grid adds up, survives a bar-one shift, goes with a new tempo
+    n = grid_fix(grid_fix(cfg, 124.0, "nudge", shift_ms=10), 124.0, "nudge", shift_ms=-25)
+    assert n.grid_shift_ms == -15.0
+    assert grid_fix(n, 124.0, "shift").grid_shift_ms == -15.0
+    assert grid_fix(n, 124.0, "double").grid_shift_ms == 0.0
+    assert grid_fix(n, 124.0, "reset") == cfg
+    assert params_key(n) != params_key(cfg)
+    with pytest.raises(LoopLabError):
+        grid_fix(cfg, 124.0, "nudge", shift_ms=2500)
+    with pytest.raises(ValueError):
+        grid_fix(cfg, 124.0, "nudge")
     assert params_key(grid_fix(cfg, 124.0, "double")) != params_key(cfg)
     with pytest.raises(ValueError):
         grid_fix(cfg, 124.0, "triple")

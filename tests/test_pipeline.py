@@ -250,3 +250,20 @@ def test_cli_grid_corrections_and_confidences_are_reported(library, tmp_path):
     assert f["bpm_fixed"] and f["downbeat_offset"] == 1 and f["meter"] == "4/4"
     for k in ("tempo_confidence", "bar_confidence", "beat_confidence", "meter_confidence"):
         assert 0.0 <= f[k] <= 1.0
+
+
+def test_grid_warnings_ask_to_check_an_uncertain_grid_but_not_what_the_user_set():
+    from engine.pipeline import BAR_UNCERTAIN, TEMPO_UNCERTAIN, grid_warnings
+    from engine.rhythm import RhythmGrid
+
+    beats = np.arange(0.0, 8.0, 0.5)
+    grid = RhythmGrid(bpm=153.0, beats=beats, downbeats=beats[::4], beats_per_bar=4, bar_phase=0,
+                      confidence=0.9, bar_confidence=0.9, constant_tempo=True,
+                      tempo_confidence=0.9)
+    assert grid_warnings(grid) == []
+    unsure = replace(grid, tempo_confidence=TEMPO_UNCERTAIN / 2, bar_confidence=BAR_UNCERTAIN / 2)
+    w = grid_warnings(unsure)
+    assert len(w) == 2 and "tempo is uncertain" in w[0] and "153.0 BPM" in w[0]
+    assert "bar lines are uncertain" in w[1]
+    # a tempo the user typed and a bar one the user moved are not questioned
+    assert grid_warnings(replace(unsure, bpm_fixed=True, downbeat_offset=1)) == []

@@ -110,6 +110,35 @@ def test_downbeat_offset_shifts_bar_one_by_whole_beats():
         assert np.mean(d < 0.030) >= 0.9
 
 
+def test_grid_shift_moves_every_beat_and_bar_line_by_the_nudge():
+    from engine.errors import ConfigError
+
+    track = synth_track(120, n_bars=16, key="E minor", sr=SR, stereo=False, seed=9,
+                        lead_in_beats=1)
+    y = track.audio.mean(axis=1)
+    grids = {}
+    for ms in (0.0, 40.0, -40.0):
+        cfg = AnalysisConfig(beats_per_bar=4, grid_shift_ms=ms)
+        tf, onsets = compute_track_features(y, SR, cfg)
+        grids[ms] = analyse_rhythm(y, SR, cfg, onsets=onsets, chroma=tf.chroma,
+                                   chroma_fps=tf.fps)
+    base = grids[0.0]
+    for ms in (40.0, -40.0):
+        g = grids[ms]
+        assert g.grid_shift_ms == ms and g.bpm == pytest.approx(base.bpm)
+        # every beat and bar line moved by exactly the nudge; none before 0 s
+        for got, ref in ((g.beats, base.beats), (g.downbeats, base.downbeats)):
+            moved = ref + ms / 1000.0
+            moved = moved[(moved >= 0) & (moved < len(y) / SR)]
+            assert np.allclose(got[-len(moved) + 2:], moved[-len(moved) + 2:], atol=1e-9)
+        assert g.beats[0] >= 0.0
+    # the true grid is where the engine put it: a nudge moves the loops off it by the nudge
+    d = np.min(np.abs(grids[40.0].downbeats[:, None] - track.truth.downbeats[None, :]), axis=1)
+    assert np.median(d) == pytest.approx(0.040, abs=0.005)
+    with pytest.raises(ConfigError, match="grid_shift_ms"):
+        AnalysisConfig(grid_shift_ms=5000.0)
+
+
 def test_tempo_change_falls_back_to_tracked_beats():
     # 118 BPM then 132 BPM: no straight grid fits, the tracked beats must follow the change
     parts = [synth_track(bpm, n_bars=12, key="A minor", sr=SR, stereo=False, seed=s,

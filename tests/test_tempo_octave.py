@@ -62,12 +62,50 @@ def test_resolver_moves_half_and_double_to_the_beat(tracks):
 def test_pair_features_are_finite(tracks):
     _, tf, od = tracks[128.0]
     ctx = pulse_context(od.envelope, od.low, od.mid, od.fps)
-    lo, hi = octave.level_cues(ctx, 64.0), octave.level_cues(ctx, 128.0)
+    rep = octave.repetition_context(ctx, tf.chroma, tf.fps)
+    lo, hi = octave.level_cues(ctx, 64.0, rep), octave.level_cues(ctx, 128.0, rep)
     assert hi.bpm == pytest.approx(128.0, rel=0.005)
     x = octave.pair_features(lo, hi, octave.chord_change_interval(tf.chroma, tf.fps))
     assert x.shape == (len(octave.FEATURES),) and np.isfinite(x).all()
     # without chroma the harmonic-rhythm feature is neutral (two beats per chord, log2 = 2)
     assert octave.pair_features(lo, hi, float("nan"))[octave.FEATURES.index("hrx")] == 2.0
+    # ... and the chord-repetition cues are missing (NaN), the onset ones are not
+    bare = octave.pair_features(octave.level_cues(ctx, 64.0), hi, float("nan"))
+    chord = np.array([f.startswith("chroma_rep_") for f in octave.FEATURES])
+    assert np.isnan(bare[chord]).all() and np.isfinite(bare[~chord]).all()
+
+
+def _rep(names, values):
+    return dict(zip(names, values))
+
+
+def test_repetition_cues_find_the_bar_of_a_generated_track(tracks):
+    """synth_track plays a one-bar drum pattern and one chord per bar: at the
+    true tempo the kick repeats after 4 beats more than after 2, and the
+    chords repeat after 1 beat (same chord) more than after 4 (next chord)."""
+    names = octave.FEATURES[-(3 * len(octave.ACF_LAGS) + len(octave.CHROMA_LAGS)):]
+    for bpm, (_, tf, od) in tracks.items():
+        ctx = pulse_context(od.envelope, od.low, od.mid, od.fps)
+        rep = octave.repetition_context(ctx, tf.chroma, tf.fps)
+        r = _rep(names, octave.repetition_cues(rep, bpm))
+        assert r["acf_l_4"] > r["acf_l_2"] + 0.15, (bpm, r)
+        assert r["chroma_rep_1"] > r["chroma_rep_4"], (bpm, r)
+        # the lags are in beats of the level: 2 beats at half tempo = 4 at the tempo
+        half = _rep(names, octave.repetition_cues(rep, bpm / 2.0))
+        assert half["acf_l_2"] == pytest.approx(r["acf_l_4"], abs=0.05)
+        assert half["chroma_rep_2"] == pytest.approx(r["chroma_rep_4"], abs=0.05)
+        no_chroma = _rep(names, octave.repetition_cues(octave.repetition_context(ctx), bpm))
+        assert np.isnan(no_chroma["chroma_rep_1"]) and no_chroma["acf_l_4"] == r["acf_l_4"]
+
+
+def test_a_missing_cue_counts_as_the_training_mean():
+    model = octave.load_model()
+    x = model.mean + 0.7 * model.scale            # some pair, every cue present
+    x[-1] = model.mean[-1]
+    missing = x.copy()
+    missing[-1] = np.nan
+    assert model.prob_upper(missing) == pytest.approx(model.prob_upper(x))
+    assert np.isnan(missing[-1])                  # the caller's vector is left alone
 
 
 def test_slow_song_below_the_dj_range_is_reported_at_its_tempo(tracks):
