@@ -21,14 +21,15 @@ same, L2 ``--lam``) in 5-fold cross-validation grouped by groove family /
 track, its weights (written to ``--out``), and with ``--holdout`` the second
 real set's score (never used to choose anything).
 
-The learned weights are NOT shipped: they beat the hand weights in CV on the
-generated tracks and cropped MMA grooves but broke bar one on one holdout track
-(README, rhythm section).
+The weights are written to ``engine/models/bar_phase.json`` (the shipped
+model, read by :func:`engine.rhythm.bar_phase_weights`) unless ``--out`` says
+otherwise. Figures: README, rhythm section.
 
 Usage::
 
     python bench/train_bar_phase.py --work /tmp/barphase --render 60   # repeat until all 229
-    python bench/train_bar_phase.py --work /tmp/barphase --holdout /tmp/looplab-holdout
+    python bench/train_bar_phase.py --work /tmp/barphase --holdout /tmp/looplab-holdout \
+        --out /tmp/barphase/bar_phase.json      # compare, then copy to engine/models/
 
 Needs ``mma``, ``fluidsynth`` and the FluidR3_GM soundfont (as the realbench
 builder and ``bench/train_tempo_octave.py``); rendering takes about 2 s per
@@ -257,7 +258,7 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", default=None, help="second real set: scored only, never used to choose")
     ap.add_argument("--seeds", default="9000:9100", help="generated arrangements (a:b)")
     ap.add_argument("--lam", type=float, default=0.01)
-    ap.add_argument("--out", default=None, help="weights JSON (default: WORK/bar_phase.json)")
+    ap.add_argument("--out", default=str(R.BAR_PHASE_MODEL_PATH), help="weights JSON")
     args = ap.parse_args(argv)
     work = Path(args.work)
     if args.render is not None:
@@ -310,7 +311,7 @@ def main(argv=None) -> int:
            "trained_on": f"{len(rows)} tracks: MMA library grooves (families of both realbench sets "
                          f"excluded), generated arrangements seeds {args.seeds}, each also cropped "
                          f"2-4 bars in; realbench dev", "lam": args.lam}
-    dest = Path(args.out) if args.out else work / "bar_phase.json"
+    dest = Path(args.out)
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", dest)
     return 0

@@ -32,7 +32,10 @@ and on real renders (``bench/bench_rhythm_real.py``).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -89,11 +92,11 @@ BAR_CHANGE_W = 0.75
 BAR_TIMBRE_W = 0.5
 BAR_TIMBRE_BARS = 2
 
-#: Bar-one cues of :func:`bar_phase_cues`. ``timbre1`` (one-bar log-mel
-#: change) is measured but not weighted (:data:`HAND_BAR_WEIGHTS`); a
-#: conditional logit of all seven learned on MMA library grooves and generated
-#: tracks (``bench/train_bar_phase.py``) was not shipped (README, rhythm).
+#: Bar-one cues of :func:`bar_phase_cues`, weighted by the conditional logit of
+#: ``engine/models/bar_phase.json`` (learned by ``bench/train_bar_phase.py`` on
+#: MMA library grooves, generated arrangements and dev; :func:`bar_phase_weights`).
 BAR_PHASE_CUES = ("low", "beat_change", "backbeat", "bar_change", "timbre", "timbre1", "entry")
+BAR_PHASE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "bar_phase.json"
 
 #: Weight of the entry cue in :func:`bar_phase_scores`: the first beat where
 #: the low register (kick, bass; log-mel bands centred below ENTRY_MAX_HZ)
@@ -112,7 +115,8 @@ ENTRY_MAX_HZ = 700.0
 #: when :func:`_rise_start` looks back for where an entry's rise began.
 ENTRY_FLOOR = 0.1
 
-#: Weight of each cue of :func:`bar_phase_cues` in :func:`bar_phase_scores`.
+#: The hand weights of the cues (used before the learned ones, and when
+#: ``engine/models/bar_phase.json`` is absent).
 HAND_BAR_WEIGHTS = {"low": 1.0, "beat_change": BEAT_CHANGE_W, "backbeat": BACKBEAT_W,
                     "bar_change": BAR_CHANGE_W, "timbre": BAR_TIMBRE_W, "entry": ENTRY_W}
 
@@ -545,12 +549,29 @@ def bar_phase_cues(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
     return cues
 
 
+@lru_cache(maxsize=4)
+def bar_phase_weights(path: str | None = None) -> dict[str, float]:
+    """Weight of each bar-one cue: the learned conditional logit in
+    ``engine/models/bar_phase.json`` (``bench/train_bar_phase.py``), or
+    :data:`HAND_BAR_WEIGHTS` when the file is absent."""
+    p = Path(path) if path else BAR_PHASE_MODEL_PATH
+    if not p.exists():
+        return dict(HAND_BAR_WEIGHTS)
+    d = json.loads(p.read_text())
+    w = {str(k): float(v) for k, v in zip(d["features"], d["weights"])}
+    unknown = sorted(set(w) - set(BAR_PHASE_CUES))
+    if unknown or len(d["features"]) != len(d["weights"]):
+        raise ValueError(f"{p}: bad bar-phase model (unknown cues {unknown} or a length mismatch)")
+    return w
+
+
 def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
                      chroma: np.ndarray | None = None, chroma_fps: float | None = None,
                      snare_env: np.ndarray | None = None,
                      mel: np.ndarray | None = None) -> np.ndarray:
     """Score each of ``beats_per_bar`` phases as the position of beat one:
-    the cues of :func:`bar_phase_cues` weighted by :data:`HAND_BAR_WEIGHTS`.
+    the cues of :func:`bar_phase_cues` weighted by :func:`bar_phase_weights`
+    (a conditional logit: the softmax of the scores is each phase's probability).
 
     Parameters
     ----------
@@ -574,7 +595,7 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
     """
     cues = bar_phase_cues(beats, od, beats_per_bar, chroma, chroma_fps, snare_env, mel)
     scores = np.zeros(beats_per_bar)
-    for name, w in HAND_BAR_WEIGHTS.items():
+    for name, w in bar_phase_weights().items():
         scores += w * cues[name]
     return scores
 
