@@ -32,7 +32,10 @@ and on real renders (``bench/bench_rhythm_real.py``).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -89,6 +92,12 @@ BAR_CHANGE_W = 0.75
 BAR_TIMBRE_W = 0.5
 BAR_TIMBRE_BARS = 2
 
+#: Bar-one cues of :func:`bar_phase_cues`, weighted by the conditional logit of
+#: ``engine/models/bar_phase.json`` (learned by ``bench/train_bar_phase.py`` on
+#: MMA library grooves, generated arrangements and dev; :func:`bar_phase_weights`).
+BAR_PHASE_CUES = ("low", "beat_change", "backbeat", "bar_change", "timbre", "timbre1", "entry")
+BAR_PHASE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "bar_phase.json"
+
 #: Weight of the entry cue in :func:`bar_phase_scores`: the first beat where
 #: the low register (kick, bass; log-mel bands centred below ENTRY_MAX_HZ)
 #: reaches ENTRY_LEVEL times its median beat level is taken as a bar line
@@ -105,6 +114,11 @@ ENTRY_MAX_HZ = 700.0
 #: Level (times the median) below which the low register counts as silent
 #: when :func:`_rise_start` looks back for where an entry's rise began.
 ENTRY_FLOOR = 0.1
+
+#: The hand weights of the cues (used before the learned ones, and when
+#: ``engine/models/bar_phase.json`` is absent).
+HAND_BAR_WEIGHTS = {"low": 1.0, "beat_change": BEAT_CHANGE_W, "backbeat": BACKBEAT_W,
+                    "bar_change": BAR_CHANGE_W, "timbre": BAR_TIMBRE_W, "entry": ENTRY_W}
 
 #: Weights of the backbeat alternation and harmonic-change cues in
 #: :func:`_offbeat_choice` (the onset-level cues weigh 0.5 each). The
@@ -483,11 +497,81 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / s if s > 1e-12 else np.zeros_like(x)
 
 
+def bar_phase_cues(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
+                   chroma: np.ndarray | None = None, chroma_fps: float | None = None,
+                   snare_env: np.ndarray | None = None,
+                   mel: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Each bar-one cue's value at each of ``beats_per_bar`` phases.
+
+    Keys (see :data:`BAR_PHASE_CUES`): ``low`` low-band onset strength at the
+    beats; ``beat_change`` beat-to-beat chroma change (times tonality);
+    ``backbeat`` snare on the beat after; ``bar_change`` chroma change across
+    the bar lines (times tonality); ``timbre`` two-bar and ``timbre1`` one-bar
+    log-mel change across the bar lines; ``entry`` 1 at the phase of the beat
+    where the low register enters. A cue whose input is missing is all zeros.
+    Arguments as :func:`bar_phase_scores`.
+    """
+    n = len(beats)
+    idx = np.clip(np.round(beats * od.fps).astype(int), 0, len(od.low) - 1)
+
+    def at_beats(env):
+        pad = np.pad(env, 2)
+        return np.array([pad[i:i + 5].max() for i in idx])
+
+    def per_phase(c):
+        return np.array([float(np.mean(c[p::beats_per_bar])) if c[p::beats_per_bar].size else 0.0
+                         for p in range(beats_per_bar)])
+
+    zero = np.zeros(beats_per_bar)
+    cues = {k: zero.copy() for k in BAR_PHASE_CUES}
+    cues["low"] = per_phase(_z(at_beats(od.low)))
+    if chroma is not None and chroma_fps and n > 2:
+        bc = _beat_sync_chroma(chroma, chroma_fps, beats)
+        norm = np.linalg.norm(bc, axis=0) + 1e-9
+        bcn = bc / norm
+        change = np.zeros(n)
+        change[1:] = 1.0 - np.sum(bcn[:, 1:] * bcn[:, :-1], axis=0)
+        change *= norm / (norm.max() + 1e-9)
+        tonal = _tonality(bc, od)
+        cues["beat_change"] = tonal * per_phase(_z(change))
+        cues["bar_change"] = tonal * _bar_change_profile(bc, beats_per_bar)
+    sn = at_beats(od.mid if snare_env is None else snare_env)
+    # backbeat: snare on the beat after "one" (and after "three")
+    nxt = np.append(sn[1:], sn[-1])
+    cues["backbeat"] = per_phase(_z(nxt - sn))
+    if mel is not None and chroma_fps and n > 2:
+        bm = _beat_sync_chroma(mel, chroma_fps, beats)
+        cues["timbre"] = _bar_change_profile(bm, beats_per_bar, BAR_TIMBRE_BARS)
+        cues["timbre1"] = _bar_change_profile(bm, beats_per_bar, 1)
+        e = _entry_beat(bm, od.sr)
+        if e is not None:
+            cues["entry"][e % beats_per_bar] = 1.0
+    return cues
+
+
+@lru_cache(maxsize=4)
+def bar_phase_weights(path: str | None = None) -> dict[str, float]:
+    """Weight of each bar-one cue: the learned conditional logit in
+    ``engine/models/bar_phase.json`` (``bench/train_bar_phase.py``), or
+    :data:`HAND_BAR_WEIGHTS` when the file is absent."""
+    p = Path(path) if path else BAR_PHASE_MODEL_PATH
+    if not p.exists():
+        return dict(HAND_BAR_WEIGHTS)
+    d = json.loads(p.read_text())
+    w = {str(k): float(v) for k, v in zip(d["features"], d["weights"])}
+    unknown = sorted(set(w) - set(BAR_PHASE_CUES))
+    if unknown or len(d["features"]) != len(d["weights"]):
+        raise ValueError(f"{p}: bad bar-phase model (unknown cues {unknown} or a length mismatch)")
+    return w
+
+
 def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
                      chroma: np.ndarray | None = None, chroma_fps: float | None = None,
                      snare_env: np.ndarray | None = None,
                      mel: np.ndarray | None = None) -> np.ndarray:
-    """Score each of ``beats_per_bar`` phases as the position of beat one.
+    """Score each of ``beats_per_bar`` phases as the position of beat one:
+    the cues of :func:`bar_phase_cues` weighted by :func:`bar_phase_weights`
+    (a conditional logit: the softmax of the scores is each phase's probability).
 
     Parameters
     ----------
@@ -501,7 +585,7 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         Mid-band (snare) onset envelope at ``od.fps`` for the backbeat cue.
     mel : ndarray, optional
         (bands, frames) log-mel spectrogram at ``chroma_fps`` (the frames of
-        ``chroma``) for the entry cue (:func:`_entry_beat`).
+        ``chroma``) for the timbre-change and entry cues (:func:`_entry_beat`).
 
     Returns
     -------
@@ -509,43 +593,10 @@ def bar_phase_scores(beats: np.ndarray, od: OnsetData, beats_per_bar: int,
         Higher is more likely; phase p means ``beats[p::beats_per_bar]`` are
         downbeats.
     """
-    n = len(beats)
-    idx = np.clip(np.round(beats * od.fps).astype(int), 0, len(od.low) - 1)
-
-    def at_beats(env):
-        pad = np.pad(env, 2)
-        return np.array([pad[i:i + 5].max() for i in idx])
-
-    cues = []
-    low = at_beats(od.low)
-    cues.append((1.0, _z(low)))
-    if chroma is not None and chroma_fps and n > 2:
-        bc = _beat_sync_chroma(chroma, chroma_fps, beats)
-        norm = np.linalg.norm(bc, axis=0) + 1e-9
-        bcn = bc / norm
-        change = np.zeros(n)
-        change[1:] = 1.0 - np.sum(bcn[:, 1:] * bcn[:, :-1], axis=0)
-        energy = norm / (norm.max() + 1e-9)
-        change *= energy
-        tonal = _tonality(bc, od)
-        cues.append((BEAT_CHANGE_W * tonal, _z(change)))
-        bar_change = _bar_change_profile(bc, beats_per_bar)
-    sn = at_beats(od.mid if snare_env is None else snare_env)
-    # backbeat: snare on the beat after "one" (and after "three")
-    nxt = np.append(sn[1:], sn[-1])
-    cues.append((BACKBEAT_W, _z(nxt - sn)))
+    cues = bar_phase_cues(beats, od, beats_per_bar, chroma, chroma_fps, snare_env, mel)
     scores = np.zeros(beats_per_bar)
-    for w, c in cues:
-        for p in range(beats_per_bar):
-            scores[p] += w * float(np.mean(c[p::beats_per_bar])) if c[p::beats_per_bar].size else 0
-    if chroma is not None and chroma_fps and n > 2:
-        scores += BAR_CHANGE_W * tonal * bar_change
-    if mel is not None and chroma_fps and n > 2:
-        bm = _beat_sync_chroma(mel, chroma_fps, beats)
-        scores += BAR_TIMBRE_W * _bar_change_profile(bm, beats_per_bar, BAR_TIMBRE_BARS)
-        e = _entry_beat(bm, od.sr)
-        if e is not None:
-            scores[e % beats_per_bar] += ENTRY_W
+    for name, w in bar_phase_weights().items():
+        scores += w * cues[name]
     return scores
 
 

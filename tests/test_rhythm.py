@@ -244,6 +244,43 @@ def test_timbre_change_across_two_bar_blocks_marks_the_bar_lines():
     assert int(np.argmax(scores)) == true
 
 
+
+def test_bar_phase_cues_mark_bar_one_of_a_track_started_mid_bar():
+    """The bar-one cues, each measured at every phase of the true beats: on a
+    track with bass and chords that is cut one beat after a bar line (so the
+    music is already playing at the first beat and the entry cue points at
+    beat two), the low-band, harmonic-change and timbre cues still peak at the
+    true phase, the entry cue marks the first beat, and the scores (the
+    shipped weights, and the hand weights without the model file) are the
+    weighted sum of the cues and pick bar one."""
+    from engine.rhythm import (BAR_PHASE_CUES, HAND_BAR_WEIGHTS, bar_phase_cues, bar_phase_scores,
+                               bar_phase_weights)
+
+    track = synth_track(112, n_bars=14, sr=SR, stereo=False, seed=11, key="D minor",
+                        lead_in_beats=0, lead_in_silence=0.0,
+                        instruments=("drums", "bass", "chords"))
+    beat = 60.0 / 112
+    cut = int(round((track.truth.downbeats[1] + beat) * SR))      # one beat into bar two
+    y = track.audio.mean(axis=1)[cut:]
+    tf, od = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+    beats = track.truth.beats - cut / SR
+    beats = beats[beats >= -1e-6]
+    true = int(np.argmin(np.abs(beats[:4] - (track.truth.downbeats[2] - cut / SR))))
+    assert true == 3
+    cues = bar_phase_cues(beats, od, 4, tf.chroma, tf.fps, mel=tf.mel)
+    assert set(cues) == set(BAR_PHASE_CUES)
+    assert int(np.argmax(cues["entry"])) == 0                  # the first beat, not bar one
+    for name in ("low", "bar_change", "timbre"):
+        assert int(np.argmax(cues[name])) == true, name
+    scores = bar_phase_scores(beats, od, 4, tf.chroma, tf.fps, mel=tf.mel)
+    weights = bar_phase_weights()
+    assert set(weights) == set(BAR_PHASE_CUES) and all(w > 0 for w in weights.values())
+    np.testing.assert_allclose(scores, sum(w * cues[k] for k, w in weights.items()))
+    assert int(np.argmax(scores)) == true
+    hand = sum(w * cues[k] for k, w in HAND_BAR_WEIGHTS.items())
+    assert bar_phase_weights("/nonexistent/bar_phase.json") == HAND_BAR_WEIGHTS
+    assert int(np.argmax(hand)) == true
+
 def _fine_onsets(fine: np.ndarray, sr: int = 22050) -> "rhythm_mod.OnsetData":
     from engine import rhythm as rhythm_mod
     z = np.zeros(10)
