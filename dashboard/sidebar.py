@@ -44,8 +44,10 @@ def render() -> None:
             if st.session_state.get("ws_error"):
                 st.error(st.session_state["ws_error"])
         with st.expander("Analysis settings", expanded=False):
-            st.segmented_control("Meter", ["4/4", "3/4", "Detect"], default="4/4",
-                                 key="set_meter", help="Beats per bar of new tracks.")
+            st.segmented_control("Meter", ["Detect", "4/4", "3/4"], default="Detect",
+                                 key="set_meter",
+                                 help="Beats per bar of new tracks: detected (4/4 unless the "
+                                      "music is in three, as `extract` does), or forced.")
             lo, hi = st.slider("Tempo range (BPM)", 50, 220, (70, 180), step=5,
                                key="set_tempo_range",
                                help="Half- and double-time readings are folded into this range.")

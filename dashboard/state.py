@@ -52,9 +52,9 @@ def client_id() -> str:
 
 def analysis_defaults() -> AnalysisConfig:
     """Settings for newly added tracks (the sidebar's analysis settings)."""
-    meter = st.session_state.get("set_meter", "4/4")
+    meter = st.session_state.get("set_meter") or "Detect"
     lo, hi = st.session_state.get("set_tempo_range", (70, 180))
-    beats = {"4/4": 4, "3/4": 3, "Detect": 0}.get(meter, 4)
+    beats = {"4/4": 4, "3/4": 3, "Detect": 0}.get(meter, 0)
     try:
         return AnalysisConfig(beats_per_bar=beats, min_bpm=float(lo), max_bpm=float(hi))
     except LoopLabError:              # a range narrower than an octave: the sidebar says so

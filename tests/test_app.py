@@ -71,6 +71,12 @@ def test_demo_track_lists_candidates(empty_ws):
     table = at.dataframe[0].value
     assert len(table) == 5 and table["rank"].tolist() == [1, 2, 3, 4, 5]
     assert any("124.0 BPM" in m.value for m in at.markdown)
+    # new tracks get the engine's default: the meter is detected, as extract does
+    assert at.session_state["set_meter"] == "Detect"
+    from engine.library import Workspace
+
+    ws = Workspace(empty_ws)
+    assert ws.analysis_config(ws.tracks()["track_id"].iloc[0]).beats_per_bar == 0
 
 
 def test_label_buttons_store_labels(full_ws):
