@@ -41,7 +41,6 @@ import argparse
 import json
 import pickle
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -86,31 +85,9 @@ def render_library(work: Path, limit: int | None = None) -> list[tuple[Path, str
         groove = grooves[i % len(grooves)]
         chart = list(tto.CHARTS)[i % 3]
         rhythm = ("bar", "half" if bpb == 4 else "bar", "two")[(i // 3) % 3]
-        bar = bpb * 60.0 / tempo
-        n_bars = 32
-        lines = [f"RndSeed {7000 + 11 * i}", f"Tempo {tempo}", f"Use {lib}/{name}",
-                 f"Groove {groove}", f"TimeSig {bpb} 4"]
-        lines += tto._chart(chart, bpb, rhythm, n_bars)
-        lines.append(f"{n_bars + 1} {tto.CHART_END[chart]}")
-        src = work / "mma" / f"{tid}.mma"
-        mid, wav = src.with_suffix(".mid"), src.with_suffix(".wav")
-        src.write_text("\n".join(lines) + "\n")
-        try:
-            subprocess.run(["mma", "-f", str(mid), str(src)], cwd=src.parent, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(CFG.sr), "-T", "wav",
-                            "-F", str(wav), tto.SF2, str(mid)], check=True, timeout=600,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            y, _ = load_mono(str(wav), CFG.sr)
-        except Exception as exc:  # a library file mma cannot play: skip it
-            print("skipped", tid, type(exc).__name__, exc, flush=True)
-            continue
-        finally:
-            if wav.exists():
-                wav.unlink()
-        y = y[: int(min(len(y), ((n_bars + 1) * bar + 2.0) * CFG.sr))]
-        if len(y) < 10 * CFG.sr or np.sqrt(np.mean(y ** 2)) < 1e-4:
-            print("skipped (silent/short)", tid, flush=True)
+        y = tto.render_chart(work / "mma" / f"{tid}.mma", fam, groove, bpb, tempo, chart, rhythm,
+                             32, seed=7000 + 11 * i)
+        if y is None:
             continue
         save_features(y, out, bpm=float(tempo), bpb=bpb, family=fam)
         files.append((out, fam))

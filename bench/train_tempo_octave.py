@@ -244,6 +244,41 @@ def _chart(chart: str, bpb: int, rhythm: str, n_bars: int) -> list[str]:
     return [f"{b + 1} {ch[b % len(ch)]}" for b in range(n_bars)]
 
 
+def render_chart(src: Path, use: str, groove: str, bpb: int, tempo: int, chart: str, rhythm: str,
+                 n_bars: int, seed: int) -> np.ndarray | None:
+    """Mono audio of ``n_bars`` of :data:`CHARTS` ``chart`` (at ``rhythm``, see
+    :func:`_chart`) played by library file ``use`` (``lib/name``), ``groove``, at
+    ``tempo`` in ``bpb``/4, rendered by ``mma`` and ``fluidsynth`` through
+    ``src`` (the .mma file written; bar one at t = 0), cut 2 s after the closing
+    bar; None (and a printed reason) when mma cannot play it or the render is
+    silent or shorter than 10 s."""
+    bar = bpb * 60.0 / tempo
+    lines = [f"RndSeed {seed}", f"Tempo {tempo}", f"Use {use}", f"Groove {groove}",
+             f"TimeSig {bpb} 4"]
+    lines += _chart(chart, bpb, rhythm, n_bars)
+    lines.append(f"{n_bars + 1} {CHART_END[chart]}")
+    mid, wav = src.with_suffix(".mid"), src.with_suffix(".wav")
+    src.write_text("\n".join(lines) + "\n")
+    try:
+        subprocess.run(["mma", "-f", str(mid), str(src)], cwd=src.parent, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(CFG.sr), "-T", "wav",
+                        "-F", str(wav), SF2, str(mid)], check=True, timeout=600,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        y, _ = load_mono(str(wav), CFG.sr)
+    except Exception as exc:  # a library file mma cannot play: skip it
+        print("skipped", src.stem, type(exc).__name__, exc, flush=True)
+        return None
+    finally:
+        if wav.exists():
+            wav.unlink()
+    y = y[: int(min(len(y), ((n_bars + 1) * bar + 2.0) * CFG.sr))]
+    if len(y) < 10 * CFG.sr or np.sqrt(np.mean(y ** 2)) < 1e-4:
+        print("skipped (silent/short)", src.stem, flush=True)
+        return None
+    return y
+
+
 def render_grooves(work: Path, exclude: set[str], limit: int | None = None) -> list[tuple[Path, str]]:
     """Render every usable library groove family at :data:`TEMPO_SPREAD`
     times its usual tempo (cached); return (feature file, family)."""
@@ -264,31 +299,10 @@ def render_grooves(work: Path, exclude: set[str], limit: int | None = None) -> l
             groove = grooves[j % len(grooves)] if j == 0 else grooves[min(len(grooves) - 1, len(grooves) // 2)]
             chart = list(CHARTS)[(i + j) % 3]
             rhythm = ("bar", "half" if bpb == 4 else "bar", "two")[(i + 2 * j) % 3]
-            bar = bpb * 60.0 / tempo
-            n_bars = int(min(32, max(16, np.ceil(40.0 / bar))))
-            lines = [f"RndSeed {5000 + 7 * i + j}", f"Tempo {tempo}", f"Use {lib}/{name}",
-                     f"Groove {groove}", f"TimeSig {bpb} 4"]
-            lines += _chart(chart, bpb, rhythm, n_bars)
-            lines.append(f"{n_bars + 1} {CHART_END[chart]}")
-            src = work / "mma" / f"{tid}.mma"
-            mid, wav = src.with_suffix(".mid"), src.with_suffix(".wav")
-            src.write_text("\n".join(lines) + "\n")
-            try:
-                subprocess.run(["mma", "-f", str(mid), str(src)], cwd=src.parent, check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-                subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(CFG.sr), "-T", "wav",
-                                "-F", str(wav), SF2, str(mid)], check=True, timeout=600,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                y, _ = load_mono(str(wav), CFG.sr)
-            except Exception as exc:  # a library file mma cannot play: skip it
-                print("skipped", tid, type(exc).__name__, exc, flush=True)
-                continue
-            finally:
-                if wav.exists():
-                    wav.unlink()
-            y = y[: int(min(len(y), ((n_bars + 1) * bar + 2.0) * CFG.sr))]
-            if len(y) < 10 * CFG.sr or np.sqrt(np.mean(y ** 2)) < 1e-4:
-                print("skipped (silent/short)", tid, flush=True)
+            n_bars = int(min(32, max(16, np.ceil(40.0 / (bpb * 60.0 / tempo)))))
+            y = render_chart(work / "mma" / f"{tid}.mma", f"{lib}/{name}", groove, bpb, tempo,
+                             chart, rhythm, n_bars, seed=5000 + 7 * i + j)
+            if y is None:
                 continue
             _features(y, float(tempo), out)
             files.append((out, fam))
