@@ -518,27 +518,10 @@ def fit(rows: list[dict], C: float, threshold: float, threshold3: float | None,
 
 
 def choose(model: oct_.OctaveModel, r: dict) -> float:
-    """The resolver's decision from cached cues (the same rule as
-    :func:`engine.tempo_octave.resolve_octave`: the 3:2 check, then the octave)."""
+    """The resolver's decision (:func:`engine.tempo_octave.decide_octave`, as
+    :func:`engine.tempo_octave.resolve_octave` makes it) from cached cues."""
     lo_b, hi_b = oct_.octave_range(CFG.min_bpm, CFG.max_bpm)
-    L, e, ci = r["at_est"], r["est"], r["ci"]
-    f3 = 1.0
-    tri = model.triple
-    if tri is not None:
-        if e * 2 / 3 >= lo_b and tri.prob_upper(
-                oct_.triple_features(L[2.0 / 3.0], L[1.0], ci)) < 1 - tri.threshold:
-            f3 = 2.0 / 3.0
-        elif e * 1.5 <= hi_b and tri.prob_upper(
-                oct_.triple_features(L[1.0], L[1.5], ci)) > tri.threshold:
-            f3 = 1.5
-    half, keep, dbl = {1.0: (0.5, 1.0, 2.0), 2.0 / 3.0: (1.0 / 3.0, 2.0 / 3.0, 4.0 / 3.0),
-                       1.5: (0.75, 1.5, 3.0)}[f3]
-    b = e * f3
-    if b / 2 >= lo_b and model.prob_upper(oct_.pair_features(L[half], L[keep], ci)) < 1 - model.threshold:
-        return b / 2
-    if b * 2 <= hi_b and model.prob_upper(oct_.pair_features(L[keep], L[dbl], ci)) > model.threshold:
-        return b * 2
-    return b
+    return oct_.decide_octave(model, r["est"], r["at_est"].__getitem__, r["ci"], lo_b, hi_b).bpm
 
 
 def ok(bpm: float, gt: float) -> bool:

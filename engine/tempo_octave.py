@@ -412,7 +412,6 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
           if chroma is not None and chroma_fps and np.size(chroma) else float("nan"))
     rep = repetition_context(ctx, chroma, chroma_fps)
     levels = {1.0: level_cues(ctx, bpm, rep)}
-    out = OctaveChoice(bpm=bpm, levels=levels)
 
     def at(f):
         """Cues of the level at ``f`` x the estimate (computed once)."""
@@ -420,6 +419,30 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
             levels[f] = level_cues(ctx, bpm * f, rep)
         return levels[f]
 
+    return decide_octave(model, bpm, at, ci, lo_b, hi_b, levels=levels)
+
+
+def decide_octave(model: OctaveModel, bpm: float, at, ci: float, lo_b: float, hi_b: float,
+                  levels: dict | None = None) -> OctaveChoice:
+    """The decision of :func:`resolve_octave` from cues: the 3:2 check (2/3 of
+    ``bpm``, then 3/2 of it), then halve or double the result.
+
+    Parameters
+    ----------
+    model : OctaveModel
+    bpm : float
+        The estimate.
+    at : callable
+        ``at(f)`` -> :class:`LevelCues` of the level at ``f`` x ``bpm`` (asked
+        only for the levels the decision needs; the trainer passes cached ones).
+    ci : float
+        :func:`chord_change_interval` (NaN without chroma).
+    lo_b, hi_b : float
+        :func:`octave_range` of the DJ range.
+    levels : dict, optional
+        Stored in the result's ``levels``.
+    """
+    out = OctaveChoice(bpm=bpm, levels=levels if levels is not None else {})
     f3 = 1.0
     tri = model.triple
     if tri is not None:
