@@ -244,24 +244,50 @@ def _chart(chart: str, bpb: int, rhythm: str, n_bars: int) -> list[str]:
     return [f"{b + 1} {ch[b % len(ch)]}" for b in range(n_bars)]
 
 
+def _keep_drums(mid: Path) -> None:
+    """Drop every channel message but the drums' (MIDI channel 10) from ``mid``."""
+    import mido
+
+    m = mido.MidiFile(str(mid))
+    for track in m.tracks:
+        keep, carry = [], 0
+        for msg in track:
+            if getattr(msg, "channel", 9) != 9:
+                carry += msg.time
+                continue
+            keep.append(msg.copy(time=msg.time + carry))
+            carry = 0
+        track[:] = keep
+    m.save(str(mid))
+
+
 def render_chart(src: Path, use: str, groove: str, bpb: int, tempo: int, chart: str, rhythm: str,
-                 n_bars: int, seed: int) -> np.ndarray | None:
+                 n_bars: int, seed: int, grooves_at: dict[int, str] | None = None,
+                 drums_only: bool = False) -> np.ndarray | None:
     """Mono audio of ``n_bars`` of :data:`CHARTS` ``chart`` (at ``rhythm``, see
     :func:`_chart`) played by library file ``use`` (``lib/name``), ``groove``, at
     ``tempo`` in ``bpb``/4, rendered by ``mma`` and ``fluidsynth`` through
     ``src`` (the .mma file written; bar one at t = 0), cut 2 s after the closing
     bar; None (and a printed reason) when mma cannot play it or the render is
-    silent or shorter than 10 s."""
+    silent or shorter than 10 s. ``grooves_at`` (bar number from 1 -> groove)
+    switches the groove from that bar on (e.g. a fill groove for the last bar
+    of each phrase, and back); ``drums_only`` keeps MIDI channel 10 alone (a
+    drum-machine song)."""
     bar = bpb * 60.0 / tempo
     lines = [f"RndSeed {seed}", f"Tempo {tempo}", f"Use {use}", f"Groove {groove}",
              f"TimeSig {bpb} 4"]
-    lines += _chart(chart, bpb, rhythm, n_bars)
+    for b, line in enumerate(_chart(chart, bpb, rhythm, n_bars), start=1):
+        if grooves_at and b in grooves_at:
+            lines.append(f"Groove {grooves_at[b]}")
+        lines.append(line)
     lines.append(f"{n_bars + 1} {CHART_END[chart]}")
     mid, wav = src.with_suffix(".mid"), src.with_suffix(".wav")
     src.write_text("\n".join(lines) + "\n")
     try:
         subprocess.run(["mma", "-f", str(mid), str(src)], cwd=src.parent, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        if drums_only:
+            _keep_drums(mid)
         subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(CFG.sr), "-T", "wav",
                         "-F", str(wav), SF2, str(mid)], check=True, timeout=600,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
