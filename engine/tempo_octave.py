@@ -39,6 +39,13 @@ waltz, a shuffle or a 3-3-2 pattern) moves to the beat, and a 3/4 song read
 at 3/2 moves back. It moves the estimate only when the model is sure
 (``triple.threshold``); the octave check then runs on the result.
 
+The two checks are one **round**; rounds repeat from the answer until it
+stops moving (at most :data:`DECISION_ROUNDS`; a round that would return to a
+level already visited ends the search there). One round can only leave a
+1:3 error half-solved: a 12/8 ballad at 66 BPM whose estimate is 132 (its
+8th-note level) is moved to 198 (the triplet pulse, by the 3:2 check) and
+halved to 99, and only a second round compares 99 with 66.
+
 The models are trained by ``bench/train_tempo_octave.py`` (MMA library grooves
 other than the realbench ones, generated tracks and the realbench dev set; see
 its docstring for the recipe and the cross-validated accuracy); the weights
@@ -62,6 +69,10 @@ MODEL_PATH = Path(__file__).resolve().parent / "models" / "tempo_octave.json"
 #: the range ends): 70-180 BPM becomes about 55-215 BPM.
 RANGE_LOW_FACTOR = 1.0 / 1.27
 RANGE_HIGH_FACTOR = 1.2
+
+#: Rounds of the decision at most (:func:`decide_octave`): each round is the
+#: 3:2 check then the octave check, from the previous round's answer.
+DECISION_ROUNDS = 3
 
 #: Lags (in beats of a level) of the onset-repetition cues (:func:`repetition_cues`).
 ACF_LAGS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -128,7 +139,8 @@ class OctaveChoice:
         The chosen tempo (the estimate times ``factor``).
     factor : float
         1, 0.5 or 2 (octave), 2/3 or 3/2 (the 3:2 check), or the product of a
-        3:2 move and an octave move (1/3, 4/3, 3/4, 3).
+        3:2 move and an octave move (1/3, 4/3, 3/4, 3), or of the moves of
+        several rounds (:func:`decide_octave`).
     p_keep_over_half : float or None
         Model probability that the estimate, not its half, is the beat (None
         when the half was out of range).
@@ -139,7 +151,10 @@ class OctaveChoice:
         it against the estimate); None when not compared. The octave
         probabilities then refer to the tempo after the 3:2 check.
     octave : float
-        The octave part of ``factor``: 0.5, 1 or 2.
+        The octave move of the last round: 0.5, 1 or 2.
+    rounds : list of OctaveChoice
+        Each round's own choice, in order, relative to the tempo it started
+        from (:func:`decide_octave`); the first is the single-round decision.
     """
 
     bpm: float
@@ -150,6 +165,7 @@ class OctaveChoice:
     p_keep_over_two_thirds: float | None = None
     p_three_halves_over_keep: float | None = None
     octave: float = 1.0
+    rounds: list = field(default_factory=list)
 
     @property
     def confidence(self) -> float:
@@ -415,6 +431,7 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
 
     def at(f):
         """Cues of the level at ``f`` x the estimate (computed once)."""
+        f = round(f, 9)
         if f not in levels:
             levels[f] = level_cues(ctx, bpm * f, rep)
         return levels[f]
@@ -423,9 +440,12 @@ def resolve_octave(full: np.ndarray, low: np.ndarray, mid: np.ndarray, fps: floa
 
 
 def decide_octave(model: OctaveModel, bpm: float, at, ci: float, lo_b: float, hi_b: float,
-                  levels: dict | None = None) -> OctaveChoice:
-    """The decision of :func:`resolve_octave` from cues: the 3:2 check (2/3 of
-    ``bpm``, then 3/2 of it), then halve or double the result.
+                  levels: dict | None = None, rounds: int = DECISION_ROUNDS) -> OctaveChoice:
+    """The decision of :func:`resolve_octave` from cues: rounds of the 3:2
+    check (2/3 of the tempo, then 3/2 of it) and the octave check (halve or
+    double), each round from the previous round's answer, until a round keeps
+    its tempo, would go back to a tempo already visited (the search stops
+    there), or ``rounds`` rounds have run.
 
     Parameters
     ----------
@@ -441,8 +461,40 @@ def decide_octave(model: OctaveModel, bpm: float, at, ci: float, lo_b: float, hi
         :func:`octave_range` of the DJ range.
     levels : dict, optional
         Stored in the result's ``levels``.
+    rounds : int
+        At most this many rounds (1 = a single 3:2 then octave check).
+
+    Returns
+    -------
+    OctaveChoice
+        ``bpm`` and ``factor`` (relative to the estimate) of the answer; the
+        probabilities are those of the last round, compared around the level
+        it started from, and ``octave`` is that round's octave move (1 when
+        the search stopped because the round would have gone back).
     """
-    out = OctaveChoice(bpm=bpm, levels=levels if levels is not None else {})
+    factor, visited, steps = 1.0, [1.0], []
+    out = None
+    for _ in range(max(1, int(rounds))):
+        step = _decide_round(model, bpm * factor, lambda g, f=factor: at(f * g), ci, lo_b, hi_b)
+        steps.append(step)
+        nxt = factor * step.factor
+        if step.factor != 1.0 and any(abs(nxt / v - 1.0) < 1e-6 for v in visited):
+            out = OctaveChoice(**{**vars(step), "octave": 1.0})  # going back: stay
+            break
+        out, factor = step, nxt
+        if step.factor == 1.0:
+            break
+        visited.append(nxt)
+    out = OctaveChoice(**{**vars(out), "bpm": bpm * factor, "factor": factor,
+                          "levels": levels if levels is not None else {}, "rounds": steps})
+    return out
+
+
+def _decide_round(model: OctaveModel, bpm: float, at, ci: float, lo_b: float,
+                  hi_b: float) -> OctaveChoice:
+    """One round of :func:`decide_octave` around ``bpm``: the 3:2 check, then
+    halve or double its result (``factor`` relative to ``bpm``)."""
+    out = OctaveChoice(bpm=bpm)
     f3 = 1.0
     tri = model.triple
     if tri is not None:

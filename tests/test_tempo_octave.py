@@ -195,10 +195,47 @@ def test_three_two_check_moves_two_thirds_to_the_beat(three_two_track):
     choice = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, bpm * 2 / 3,
                                    chroma=tf.chroma, chroma_fps=tf.fps)
     assert choice.bpm == pytest.approx(bpm, rel=0.02) and choice.factor == 1.5
-    assert choice.p_three_halves_over_keep > model.triple.threshold
+    assert choice.rounds[0].p_three_halves_over_keep > model.triple.threshold
+    # the second round, from the beat, keeps it
+    assert len(choice.rounds) == 2 and choice.rounds[1].factor == 1.0
     # without the 3:2 model the octave check alone keeps 2/3 of the tempo
     plain = octave.OctaveModel(model.mean, model.scale, model.coef, model.intercept,
                                threshold=model.threshold)
     kept = octave.resolve_octave(od.envelope, od.low, od.mid, od.fps, bpm * 2 / 3,
                                  chroma=tf.chroma, chroma_fps=tf.fps, model=plain)
     assert kept.bpm == pytest.approx(bpm * 2 / 3, rel=0.02)
+
+
+def _nearest_tempo_model(target: float, k: float = 20.0) -> octave.OctaveModel:
+    """A model whose only cue is the lower level's tempo: it prefers the level
+    of each pair nearer ``target`` BPM (in octaves)."""
+    def part(features, ratio):
+        n = len(features)
+        coef = np.zeros(n)
+        coef[0] = -k        # feature 0 is log2(lower bpm / 110) in both models
+        c = np.log2(target / np.sqrt(ratio) / 110.0)
+        return octave.OctaveModel(np.zeros(n), np.ones(n), coef, k * c,
+                                  features=tuple(features), threshold=0.6)
+    m = part(octave.FEATURES, 2.0)
+    m.triple = part(octave.TRIPLE_FEATURES, 1.5)
+    return m
+
+
+def test_decision_rounds_repeat_from_the_answer_until_it_stays():
+    est = 132.0
+
+    def at(f):
+        return octave.LevelCues(bpm=est * f, alt=0.0, kick=0.0, comb=0.0,
+                                profile={b: np.full(16, 1 / 16) for b in "flm"},
+                                triple=0.0, line=0.0)
+    lo_b, hi_b = octave.octave_range(70.0, 180.0)
+    model = _nearest_tempo_model(66.0)
+    one = octave.decide_octave(model, est, at, float("nan"), lo_b, hi_b, rounds=1)
+    assert one.bpm == pytest.approx(88.0) and len(one.rounds) == 1      # 3:2 down, no octave
+    full = octave.decide_octave(model, est, at, float("nan"), lo_b, hi_b)
+    # round 2 moves 88 to 58.7 (nearer 66); round 3 keeps it and ends the search
+    assert full.bpm == pytest.approx(est * 4 / 9) and full.factor == pytest.approx(4 / 9)
+    assert [r.factor for r in full.rounds] == pytest.approx([2 / 3, 2 / 3, 1.0])
+    assert full.rounds[0].bpm == pytest.approx(88.0)
+    # rounds=1 is the single-round decision
+    assert one.factor == full.rounds[0].factor
