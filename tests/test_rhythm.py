@@ -281,6 +281,38 @@ def test_bar_phase_cues_mark_bar_one_of_a_track_started_mid_bar():
     assert bar_phase_weights("/nonexistent/bar_phase.json") == HAND_BAR_WEIGHTS
     assert int(np.argmax(hand)) == true
 
+def test_a_file_that_opens_on_a_beat_with_kick_or_bass_gets_the_opening_prior():
+    """A render that opens with the music (no leading silence) on a beat where
+    kick and bass sound: that beat's phase gets OPENING_PRIOR in the bar-phase
+    prior and is bar one. Leading silence, or a hats-only pickup at 0 s, give
+    no prior (the other cues decide)."""
+    from engine.rhythm import OPENING_PRIOR, opening_beat, opening_prior
+
+    def feats(**kw):
+        tr = synth_track(120, n_bars=8, sr=SR, stereo=False, seed=4, key="A minor",
+                         instruments=("drums", "bass", "chords"), **kw)
+        y = tr.audio.mean(axis=1)
+        tf, od = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+        return tr, y, tf, od
+
+    tr, y, tf, od = feats(lead_in_beats=0, lead_in_silence=0.0)
+    beats = tr.truth.beats
+    assert opening_beat(beats, tf.mel, tf.fps, SR) == 0
+    prior = opening_prior(beats, 4, tf.mel, tf.fps, SR)
+    assert int(np.argmax(prior)) == 0
+    np.testing.assert_allclose(np.exp(prior).sum(), 1.0)
+    assert np.exp(prior[0]) == pytest.approx(OPENING_PRIOR)
+    g = analyse_rhythm(y, SR, AnalysisConfig(), onsets=od, chroma=tf.chroma, chroma_fps=tf.fps,
+                       mel=tf.mel)
+    assert g.bar_phase == 0 and abs(g.downbeats[0] - tr.truth.downbeats[0]) < 0.03
+
+    tr, _, tf, _ = feats(lead_in_beats=0, lead_in_silence=0.5)         # leading silence
+    assert opening_beat(tr.truth.beats, tf.mel, tf.fps, SR) is None
+    tr, _, tf, _ = feats(lead_in_beats=2, lead_in_silence=0.0)         # hats-only pickup
+    assert opening_beat(tr.truth.beats, tf.mel, tf.fps, SR) is None
+    assert opening_prior(tr.truth.beats, 4, None, None, SR) is None
+
+
 def _fine_onsets(fine: np.ndarray, sr: int = 22050) -> "rhythm_mod.OnsetData":
     from engine import rhythm as rhythm_mod
     z = np.zeros(10)
