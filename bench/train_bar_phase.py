@@ -39,8 +39,12 @@ choose anything).
 The weights are written to ``engine/models/bar_phase.json`` (the shipped
 model, read by :func:`engine.rhythm.bar_phase_weights`) unless ``--out`` says
 otherwise. The shipped file was built with the default ``--train`` (mma,
-synth, dev) on rows of an older engine (544 rows; today's engine gives 603, and
-the same command gives slightly different weights). Figures: README, rhythm
+synth, dev; 603 rows) by ``python bench/train_bar_phase.py --work
+/tmp/phase3-barphase --out engine/models/bar_phase.json``, which rebuilds it
+byte for byte (the earlier file, from an older engine's 544 rows, had weights
+within 0.03 except timbre 0.53 -> 0.29 and backbeat 0.46 -> 0.36; every
+bar one on dev, the second set and the 108 cached generated tracks is the
+same, only ``bar_confidence`` moved a little). Figures: README, rhythm
 section.
 
 Usage::
