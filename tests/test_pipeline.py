@@ -267,3 +267,14 @@ def test_grid_warnings_ask_to_check_an_uncertain_grid_but_not_what_the_user_set(
     assert "bar lines are uncertain" in w[1]
     # a tempo the user typed and a bar one the user moved are not questioned
     assert grid_warnings(replace(unsure, bpm_fixed=True, downbeat_offset=1)) == []
+
+
+def test_extract_input_given_a_folder_says_to_use_folder(tmp_path):
+    """``extract --input DIR`` stops before any work and names the flag to use."""
+    from engine.cli import main
+
+    (tmp_path / "tracks").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", "--input", str(tmp_path / "tracks"), "--out_dir", str(tmp_path / "out")])
+    assert "is a folder" in str(exc.value) and f"--folder {tmp_path / 'tracks'}" in str(exc.value)
+    assert not (tmp_path / "out").exists()

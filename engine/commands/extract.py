@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 NAME = "extract"
 HELP = ("Find tempo, beats and bar lines, rank bar-aligned loop candidates and export the "
@@ -52,6 +53,9 @@ def run(args) -> int:
             dj_formats = parse_formats(args.dj_export)
         except ValueError as exc:
             raise SystemExit(f"error: --dj_export: {exc}")
+    if args.input and Path(args.input).is_dir():
+        raise SystemExit(f"error: --input {args.input} is a folder; to extract loops from every "
+                         f"audio file in it, use --folder {args.input}")
     paths = collect_inputs(args.input, args.folder)
     if not paths:
         print(f"no audio files found in {args.folder}", file=sys.stderr)
