@@ -679,13 +679,23 @@ def opening_prior(beats: np.ndarray, beats_per_bar: int, mel: np.ndarray | None,
     return np.log(prior)
 
 
+@lru_cache(maxsize=8)
+def _mel_centres(n_bands: int, fmax: float) -> np.ndarray:
+    """Centre frequencies (Hz) of ``n_bands`` mel bands up to ``fmax``, as
+    :func:`engine.features.compute_track_features` lays them out (memoised:
+    librosa takes ~20 ms to compute them)."""
+    import librosa
+
+    c = librosa.mel_frequencies(n_bands + 2, fmax=fmax)[1:-1]
+    c.setflags(write=False)
+    return c
+
+
 def _low_register(mel: np.ndarray, sr: int) -> np.ndarray | None:
     """Mean log-mel level over the bands centred below ENTRY_MAX_HZ (kick,
     bass), one value per column of ``mel`` (frames or beats); None when there
     is no such band."""
-    import librosa
-
-    centres = librosa.mel_frequencies(mel.shape[0] + 2, fmax=min(sr / 2.0, 11025.0))[1:-1]
+    centres = _mel_centres(mel.shape[0], min(sr / 2.0, 11025.0))
     lowb = centres < ENTRY_MAX_HZ
     return mel[lowb].mean(axis=0) if lowb.any() else None
 
