@@ -486,18 +486,25 @@ def track_row(item: tuple[Path, str]) -> dict:
 _CONTEXTS: dict = {}
 
 
+def _estimate(path) -> tuple:
+    """(feature file, engine tempo estimate, RepetitionContext) of a cached
+    feature file: :func:`engine.tempo.estimate_tempo` on its middle
+    ``TEMPO_WINDOW`` seconds, as the rhythm stage runs it."""
+    z = np.load(path)
+    fps, env, low, mid = float(z["fps"]), z["env"], z["low"], z["mid"]
+    m = int(TEMPO_WINDOW * fps)
+    lo = 0 if len(env) <= m else (len(env) - m) // 2
+    env, low, mid = env[lo:lo + m], low[lo:lo + m], mid[lo:lo + m]
+    te = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm)
+    return z, te, oct_.repetition_context(te.context, z["chroma"], float(z["chroma_fps"]))
+
+
 def _pulse_context(path: str):
     """(PulseContext, RepetitionContext, estimate) of a cached feature file, as
     :func:`_track_row` builds them (memoised)."""
     if path not in _CONTEXTS:
-        z = np.load(path)
-        fps, env, low, mid = float(z["fps"]), z["env"], z["low"], z["mid"]
-        m = int(TEMPO_WINDOW * fps)
-        lo = 0 if len(env) <= m else (len(env) - m) // 2
-        env, low, mid = env[lo:lo + m], low[lo:lo + m], mid[lo:lo + m]
-        te = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm)
-        _CONTEXTS[path] = (te.context, oct_.repetition_context(te.context, z["chroma"],
-                                                               float(z["chroma_fps"])), te.bpm)
+        _, te, rep = _estimate(path)
+        _CONTEXTS[path] = (te.context, rep, te.bpm)
     return _CONTEXTS[path]
 
 
@@ -524,15 +531,9 @@ def level_at(r: dict):
 def _track_row(item: tuple[Path, str]) -> dict:
     """Engine estimate, the cues at the truth's levels and at the estimate's."""
     path, group = item
-    z = np.load(path)
-    fps, env, low, mid = float(z["fps"]), z["env"], z["low"], z["mid"]
-    m = int(TEMPO_WINDOW * fps)
-    lo = 0 if len(env) <= m else (len(env) - m) // 2
-    env, low, mid = env[lo:lo + m], low[lo:lo + m], mid[lo:lo + m]
-    te = tempomod.estimate_tempo(env, low, mid, fps, CFG.min_bpm, CFG.max_bpm)
+    z, te, rep = _estimate(path)
     est, ctx = te.bpm, te.context
     ci = oct_.chord_change_interval(z["chroma"], float(z["chroma_fps"]))
-    rep = oct_.repetition_context(ctx, z["chroma"], float(z["chroma_fps"]))
     gt = float(z["bpm"])
     return {"id": path.stem, "group": group, "gt": gt, "est": est, "ci": ci,
             "truth": {k: oct_.level_cues(ctx, gt * k, rep) for k in TRUTH_RATIOS},
