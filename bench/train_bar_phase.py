@@ -98,8 +98,8 @@ def render_library(work: Path, limit: int | None = None) -> list[tuple[Path, str
     files, done = [], 0
     for i, (lib, name, grooves, bpb, usual) in enumerate(tto.library_grooves(exclude)):
         fam = f"{lib}/{name}"
-        tempo = int(round(min(205.0, max(58.0, usual * (0.94, 1.0, 1.06)[i % 3]))))
-        tid = f"{lib}_{re.sub(r'[^A-Za-z0-9]', '', name)}_{tempo}"
+        tempo = tto.render_tempo(usual, (0.94, 1.0, 1.06)[i % 3])
+        tid = f"{tto.groove_stem(lib, name)}_{tempo}"
         out = work / f"{tid}.npz"
         if out.exists():
             files.append((out, fam))
@@ -194,8 +194,8 @@ def render_fills(work: Path, limit: int | None = None, drums: bool = False,
     for i, j, lib, name, bpb, usual, main, fill, flen in todo:
         fam = f"{lib}/{name}"
         phrase = FILL_PHRASES[(i + j) % len(FILL_PHRASES)]
-        tempo = int(round(min(205.0, max(58.0, usual * (1.0, 1.06, 0.94)[(i + j) % 3]))))
-        tid = f"{lib}_{re.sub(r'[^A-Za-z0-9]', '', name)}_{sub}{phrase if fills else ''}_{tempo}"
+        tempo = tto.render_tempo(usual, (1.0, 1.06, 0.94)[(i + j) % 3])
+        tid = f"{tto.groove_stem(lib, name)}_{sub}{phrase if fills else ''}_{tempo}"
         out = work / sub / f"{tid}.npz"
         if out.exists():
             files.append((out, fam))

@@ -190,6 +190,19 @@ SKIP = {"metronome", "metronome3", "metronome6", "metronome68", "none", "jazz-54
 
 #: Relative tempos each groove family is rendered at (around its usual tempo).
 TEMPO_SPREAD = (0.88, 1.12, 1.0)
+#: Tempo range (BPM) of every library render.
+RENDER_BPM = (58.0, 205.0)
+
+
+def render_tempo(usual: float, factor: float) -> int:
+    """Whole-BPM tempo of a library render at ``factor`` x the style's usual
+    tempo, kept inside :data:`RENDER_BPM`."""
+    return int(round(min(RENDER_BPM[1], max(RENDER_BPM[0], usual * factor))))
+
+
+def groove_stem(lib: str, name: str) -> str:
+    """Start of a library render's file name: ``<lib>_<name without punctuation>``."""
+    return f"{lib}_{re.sub(r'[^A-Za-z0-9]', '', name)}"
 
 
 def usual_tempo(lib: str, name: str) -> float:
@@ -321,8 +334,8 @@ def render_grooves(work: Path, exclude: set[str], limit: int | None = None) -> l
     for i, (lib, name, grooves, bpb, usual) in enumerate(library_grooves(exclude)):
         fam = f"{lib}/{name}"
         for j, k in enumerate(TEMPO_SPREAD):
-            tempo = int(round(min(205.0, max(58.0, usual * k))))
-            tid = f"{lib}_{re.sub(r'[^A-Za-z0-9]', '', name)}_{j}_{tempo}"
+            tempo = render_tempo(usual, k)
+            tid = f"{groove_stem(lib, name)}_{j}_{tempo}"
             out = work / f"{tid}.npz"
             if out.exists():
                 files.append((out, fam))
