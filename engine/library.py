@@ -186,15 +186,13 @@ def grid_fix(cfg: AnalysisConfig, current_bpm: float, action: str,
         Unknown action, ``"set"`` without a finite ``bpm`` or ``"nudge"``
         without a finite ``shift_ms``.
     """
-    if action == "set":
-        if bpm is None or not math.isfinite(float(bpm)):
-            raise ValueError("grid fix 'set' needs a tempo (bpm=...)")
     if action in ("half", "double", "set"):
+        if action == "set" and (bpm is None or not math.isfinite(float(bpm))):
+            raise ValueError("grid fix 'set' needs a tempo (bpm=...)")
         new = {"half": current_bpm / 2.0, "double": current_bpm * 2.0}.get(action, bpm)
         if not MIN_FIXED_BPM <= new <= MAX_FIXED_BPM:
             raise LoopLabError(f"{new:.1f} BPM is outside the tempo range a grid fix can set "
                                f"({MIN_FIXED_BPM:.0f}-{MAX_FIXED_BPM:.0f} BPM)")
-    if action in ("half", "double", "set"):
         # a new tempo: the engine finds the beat phase and bar one again, so the old
         # nudge and bar shift no longer apply
         return dataclasses.replace(cfg, bpm=round(float(new), 4), downbeat_offset=0,
