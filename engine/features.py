@@ -29,7 +29,8 @@ import pandas as pd
 
 from . import schema
 from .config import AnalysisConfig
-from .rhythm import FINE_HOP, OnsetData, fine_attack_envelope, flux_bands, onset_lag, shift_frames
+from .rhythm import (FINE_HOP, MEL_GAIN, OnsetData, fine_attack_envelope, flux_bands, mel_power,
+                     onset_lag, shift_frames)
 
 #: The features this module computes, in order (names, units: :mod:`engine.schema`).
 FEATURE_COLUMNS = schema.FEATURE_COLUMNS
@@ -174,7 +175,7 @@ def compute_track_features(y: np.ndarray, sr: int, cfg: AnalysisConfig = Analysi
         }
         for k, v in vals.items():
             out[k][f0:f1] = np.asarray(v, np.float32)[keep]
-        mel[:, f0:f1] = np.log1p(100.0 * (mel_fb @ S[:, keep]))
+        mel[:, f0:f1] = np.log1p(MEL_GAIN * (mel_fb @ S[:, keep]))
         # chroma of the harmonic part only: drums must not look like chord changes
         mask_full = np.vstack([mask_h[:1], np.repeat(mask_h, 4, axis=0)])
         chroma[:, f0:f1] = chroma_fb @ (S * mask_full)[:, keep]
@@ -382,7 +383,7 @@ class _BarParts:
         if K < 1:
             return
         z = phase + K * bar_len
-        lin = np.expm1(mel[:, phase:z].astype(np.float64)) / 100.0
+        lin = mel_power(mel[:, phase:z])
         loud = float(np.percentile(lin.sum(axis=0), 95)) / n_mel + 1e-12
         lev = lin.reshape(n_mel, K, bar_len).mean(axis=2)
         lev = np.apply_along_axis(lambda r: np.convolve(r, np.ones(3) / 3.0, mode="same"), 0, lev)

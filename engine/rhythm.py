@@ -638,14 +638,14 @@ def opening_beat(beats: np.ndarray, mel: np.ndarray | None, mel_fps: float | Non
     beats : ndarray
         Beat times (s).
     mel : ndarray or None
-        (bands, frames) log-mel, ``log1p(100 * power)``, at ``mel_fps``
-        (:func:`engine.features.compute_track_features`).
+        (bands, frames) log-mel, ``log1p(MEL_GAIN * power)`` (:func:`mel_power`
+        inverts it), at ``mel_fps`` (:func:`engine.features.compute_track_features`).
     mel_fps : float or None
     sr : int
     """
     if mel is None or not mel_fps or mel.size == 0 or len(beats) < 2:
         return None
-    power = np.expm1(np.asarray(mel, np.float64)).sum(axis=0) / 100.0
+    power = mel_power(mel).sum(axis=0)
     level = 10.0 * np.log10(power + 1e-12)
     k = int(np.argmax(level >= np.percentile(level, 95) - OPENING_FLOOR_DB))
     t = k / float(mel_fps)
@@ -677,6 +677,17 @@ def opening_prior(beats: np.ndarray, beats_per_bar: int, mel: np.ndarray | None,
     prior = np.full(beats_per_bar, (1.0 - OPENING_PRIOR) / (beats_per_bar - 1))
     prior[i % beats_per_bar] = OPENING_PRIOR
     return np.log(prior)
+
+
+#: Gain of the stored log-mel spectrogram: :func:`engine.features.compute_track_features`
+#: keeps ``log1p(MEL_GAIN * power)`` per band and frame.
+MEL_GAIN = 100.0
+
+
+def mel_power(mel: np.ndarray) -> np.ndarray:
+    """Band powers (float64) of a stored log-mel spectrogram (the inverse of
+    ``log1p(MEL_GAIN * power)``)."""
+    return np.expm1(np.asarray(mel, np.float64)) / MEL_GAIN
 
 
 @lru_cache(maxsize=8)
