@@ -313,6 +313,32 @@ def test_a_file_that_opens_on_a_beat_with_kick_or_bass_gets_the_opening_prior():
     assert opening_prior(tr.truth.beats, 4, None, None, SR) is None
 
 
+def test_a_soft_intro_opens_on_its_beat_and_a_noise_bed_does_not():
+    """A render whose first bars sit ~16 dB under its loud level (a soft
+    intro) still opens on its first beat; a noise bed loud enough to reach the
+    low-register test, under music that enters a beat later, is noise
+    (spectral flatness above OPENING_NOISE_FLATNESS) and opens nothing."""
+    from engine.rhythm import OPENING_NOISE_FLATNESS, _spectral_flatness, mel_power, opening_beat
+
+    kw = dict(n_bars=8, sr=SR, stereo=False, seed=4, key="A minor", lead_in_beats=0,
+              instruments=("drums", "bass", "chords"))
+    tr = synth_track(120, lead_in_silence=0.0, **kw)
+    y = tr.audio.mean(axis=1).copy()
+    y[:int(8.0 * SR)] *= 0.03                                    # 4 soft bars
+    tf, _ = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+    level = 10 * np.log10(mel_power(tf.mel).sum(axis=0) + 1e-12)
+    assert level[:3].max() < np.percentile(level, 95) - 12          # well under full level
+    assert opening_beat(tr.truth.beats, tf.mel, tf.fps, SR) == 0
+    assert _spectral_flatness(tf.mel[:, :10]) < OPENING_NOISE_FLATNESS
+
+    tr = synth_track(120, lead_in_silence=0.5, noise_db=-10.0, **kw)  # noise, then music
+    y = tr.audio.mean(axis=1)
+    tf, _ = compute_track_features(y, SR, AnalysisConfig(beats_per_bar=4))
+    beats = np.concatenate([[0.0], tr.truth.beats])                  # a beat on the noise
+    assert _spectral_flatness(tf.mel[:, :10]) > OPENING_NOISE_FLATNESS
+    assert opening_beat(beats, tf.mel, tf.fps, SR) is None
+
+
 def _fine_onsets(fine: np.ndarray, sr: int = 22050) -> "rhythm_mod.OnsetData":
     from engine import rhythm as rhythm_mod
     z = np.zeros(10)
