@@ -127,14 +127,14 @@ ENTRY_FLOOR = 0.1
 #: the first frames) counts, and the opening beat is music, not noise: the
 #: median spectral flatness of its frames' mel band powers is at most
 #: OPENING_NOISE_FLATNESS (a noise bed or room tone, which generated tracks
-#: open with ~16 dB under their loud level, is 0.98-0.99; music openings on
-#: the training tracks 0.03-0.93).
+#: open with ~16 dB under their loud level, is 0.98-0.99; the music openings
+#: of the training tracks 0.0-0.82).
 #: OPENING_PRIOR is estimated on the bar-phase training tracks
 #: (``python bench/estimate_opening_prior.py``: of 317 tracks with the right
 #: beats, 224 open this way and all 224 on bar one: the MMA library renders
-#: 196 of 196, the realbench dev set 27 of 28, the generated arrangements 1 of
-#: 1 (the others open with silence, a noise bed or a pickup); (224 + 1) /
-#: (224 + 2)). With the floor at 12 dB, no noise test and the low register
+#: 196 (of 196), the realbench dev set 27 (of 28), the generated arrangements
+#: 1 (of 93; the others open with silence, a noise bed or a pickup); (224 + 1)
+#: / (224 + 2)). With the floor at 12 dB, no noise test and the low register
 #: looked for over the whole beat (before) it was 224 of 225: a generated
 #: track whose noise bed opened on a beat.
 OPENING_PRIOR = 0.996
