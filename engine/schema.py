@@ -155,6 +155,9 @@ PART_FEATURES = (
            "the loop's bars vs the as many bars after its end (or before its start, whichever "
            "match better), bar for bar: largest band-level or cell change over the track's "
            "median adjacent-bar change (99: no such block in the track)"),
+    Column("part_track_change_rel", "ratio", "candidate_features",
+           "the track's largest band-level change between adjacent bars over its median one "
+           "(the same for every candidate of a track): small when no part enters or leaves"),
 )
 
 #: Per-candidate key (``key`` stage).

@@ -362,6 +362,8 @@ def test_composite_rerank_defaults_to_the_heuristic_only():
     f = pd.DataFrame(rng.random((6, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
     f["bars"] = [1, 2, 4, 8, 4, 2]
     f["part_change_rel"] = [3.0, 0.2, 0.9, 0.1, 0.4, 2.0]     # the guard fails rows 2 and 5
+    f["part_repeat_rel"] = 99.0                                # no repeating neighbours
+    f["part_track_change_rel"] = 5.0                           # a track with sections
     s = LoopScorer.load(DEFAULT_MODEL_PATH)
     m = score_candidates(f, RankConfig(section_guard=False), s)
     assert (m["rank_score"] == m["score"]).all() and (m["score_source"] == "model:loop_ranker").all()
@@ -473,3 +475,29 @@ def test_part_repeat_sees_a_repeating_progression_not_a_part_entering():
     assert rep[inside].max() < 0.8
     assert f["part_change_rel"].to_numpy()[inside].max() > 0.5   # the old rule alone fails them
     assert (rep <= PART_REPEAT_NONE).all()
+
+
+def test_part_track_change_tells_a_steady_track_from_one_with_a_part_entering():
+    """``part_track_change_rel`` is one value per track: the largest adjacent-bar change
+    over the median one. A steady groove (chords changing every bar, no part entering or
+    leaving) stays under the section guard's steady-track rule, so all its loops pass; the
+    same music with chords entering half way exceeds it, and the guard still acts there."""
+    from engine.ranker import GUARD_ALTERNATIVES, GUARD_THRESHOLDS
+    from engine.scoring import SectionGuard
+
+    steady_rule = next(r for r in GUARD_ALTERNATIVES if "part_track_change_rel" in r)
+    limit = steady_rule["part_track_change_rel"]
+    guard = SectionGuard(GUARD_THRESHOLDS, GUARD_ALTERNATIVES)
+    kw = dict(n_bars=16, section_bars=[16], sr=22050, seed=5, key="C major", crash=False,
+              section_instruments=[("drums", "chords", "bass")])
+    steady = synth_track(120, **kw)
+    entering = synth_track(120, bar_instruments=[("drums", "bass")] * 8
+                           + [("drums", "chords", "bass")] * 8, **kw)
+    _, _, fs, _, _ = _true_grid_windows(steady, 2)
+    _, _, fe, lab, _ = _true_grid_windows(entering, 2)
+    fs, fe = fs.assign(bars=2), fe.assign(bars=2)
+    assert fs["part_track_change_rel"].nunique() == 1 and fe["part_track_change_rel"].nunique() == 1
+    assert fs["part_track_change_rel"].iloc[0] < limit < fe["part_track_change_rel"].iloc[0]
+    assert guard.passes(fs).all()
+    across = ~lab["one_section"].to_numpy()
+    assert across.any() and not guard.passes(fe)[across].any()
