@@ -54,7 +54,7 @@ ship in ``engine/models/tempo_octave.json`` (plain numbers, numpy inference).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -473,21 +473,19 @@ def decide_octave(model: OctaveModel, bpm: float, at, ci: float, lo_b: float, hi
         the search stopped because the round would have gone back).
     """
     factor, visited, steps = 1.0, [1.0], []
-    out = None
     for _ in range(max(1, int(rounds))):
         step = _decide_round(model, bpm * factor, lambda g, f=factor: at(f * g), ci, lo_b, hi_b)
         steps.append(step)
         nxt = factor * step.factor
         if step.factor != 1.0 and any(abs(nxt / v - 1.0) < 1e-6 for v in visited):
-            out = OctaveChoice(**{**vars(step), "octave": 1.0})  # going back: stay
+            last = replace(step, octave=1.0)          # going back: stay
             break
-        out, factor = step, nxt
+        last, factor = step, nxt
         if step.factor == 1.0:
             break
         visited.append(nxt)
-    out = OctaveChoice(**{**vars(out), "bpm": bpm * factor, "factor": factor,
-                          "levels": levels if levels is not None else {}, "rounds": steps})
-    return out
+    return replace(last, bpm=bpm * factor, factor=factor,
+                   levels=levels if levels is not None else {}, rounds=steps)
 
 
 def _decide_round(model: OctaveModel, bpm: float, at, ci: float, lo_b: float,
