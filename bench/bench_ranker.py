@@ -37,6 +37,7 @@ import pandas as pd  # noqa: E402
 from engine.cache import DiskCache  # noqa: E402
 from engine.config import AnalysisConfig  # noqa: E402
 from engine.evaluation import (engine_grid_rows, format_table, pooled_in_section,  # noqa: E402
+                               pooled_in_section_interval,
                                score_table, truth_grid_rows)
 from engine.loop_truth import truth_from_synth  # noqa: E402
 from engine.ranker import (BENCH_SEED_BASE, DEFAULT_MODEL_PATH, HELD_OUT_REALBENCH,  # noqa: E402
@@ -184,6 +185,10 @@ def main(argv=None) -> int:
                                                                 "model+composite",
                                                                 "heuristic", "old composite",
                                                                 "random") if r in pooled))
+                    lo, hi = pooled_in_section_interval(lmms, "default model")
+                    entry["lmms_in_section_interval"] = [lo, hi]
+                    print(f"  default model, 95% interval over tracks (bootstrap, whole tracks "
+                          f"resampled): {lo:.0%}-{hi:.0%}")
             report[f"{set_name} | {grid_name}"] = entry
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))

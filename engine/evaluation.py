@@ -144,3 +144,46 @@ def pooled_in_section(per_track: pd.DataFrame, ranker: str) -> float:
     t = per_track[per_track["ranker"] == ranker]
     n = float(t["n_top"].sum())
     return float(t["n_in_section"].sum() / n) if n else float("nan")
+
+
+def pooled_in_section_interval(per_track: pd.DataFrame, ranker: str, *, level: float = 0.95,
+                               n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of :func:`pooled_in_section`, resampling whole tracks.
+
+    Loops of one track succeed or fail together (one arrangement, one grid), so
+    the tracks, not the loops, are the independent draws. With a dozen renders
+    the interval is wide: it says how far another set of songs of the same kind
+    may land from the figure measured here.
+
+    Parameters
+    ----------
+    per_track : DataFrame
+        Rows of :func:`engine.ranker.compare_rankers` (``ranker``, ``n_top``,
+        ``n_in_section``).
+    ranker : str
+    level : float
+        Coverage, in (0, 1).
+    n_boot : int
+        Bootstrap resamples (>= 1).
+    seed : int
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        NaN, NaN when the ranker has no top-k loops.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    t = per_track[per_track["ranker"] == ranker]
+    n_top = t["n_top"].to_numpy(float)
+    n_in = t["n_in_section"].to_numpy(float)
+    if not len(t) or n_top.sum() <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
+    tops = n_top[idx].sum(axis=1)
+    shares = np.where(tops > 0, n_in[idx].sum(axis=1) / np.maximum(tops, 1.0), np.nan)
+    lo, hi = np.nanpercentile(shares, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)

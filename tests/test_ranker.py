@@ -86,6 +86,26 @@ def test_invalid_input_raises():
 
 # --------------------------------------------------------------------------- labels
 
+def test_in_section_interval_resamples_whole_tracks():
+    from engine.evaluation import pooled_in_section, pooled_in_section_interval
+
+    # 4 tracks x 5 loops: 5, 5, 4 and 0 in one section (70% pooled)
+    pt = pd.DataFrame({"ranker": "m", "group": list("abcd"), "n_top": 5,
+                       "n_in_section": [5, 5, 4, 0]})
+    assert pooled_in_section(pt, "m") == pytest.approx(0.7)
+    lo, hi = pooled_in_section_interval(pt, "m", n_boot=4000)
+    # resampling tracks: one bad track in four makes the interval reach far down
+    assert 0.2 <= lo < 0.7 < hi <= 1.0
+    assert (lo, hi) == pooled_in_section_interval(pt, "m", n_boot=4000)   # seeded
+    same = pt.assign(n_in_section=[4, 4, 4, 4])
+    assert pooled_in_section_interval(same, "m") == pytest.approx((0.8, 0.8))
+    assert all(math.isnan(x) for x in pooled_in_section_interval(pt, "other"))
+    with pytest.raises(ValueError):
+        pooled_in_section_interval(pt, "m", level=1.5)
+    with pytest.raises(ValueError):
+        pooled_in_section_interval(pt, "m", n_boot=0)
+
+
 def test_labels_come_from_truth_not_features():
     tr = synth_track(120, n_bars=16, section_bars=[8, 8], sr=22050, seed=2,
                      section_instruments=[("drums",), ("drums", "bass", "chords")])
@@ -335,6 +355,8 @@ def test_train_and_evaluate_commands(tmp_path):
                  "--out_dir", str(tmp_path / "ev")]) == 0
     m = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
     assert {"default model", "heuristic", "old composite", "random"} <= set(m["rankers"])
+    lo, hi = m["in_section_interval"]["default model"]
+    assert lo <= m["in_section_pooled"]["default model"] <= hi
     rows = pd.read_csv(tmp_path / "ev" / "eval_rows.csv")
     assert {"relevance", "pred_default_model", "pred_heuristic"} <= set(rows.columns)
 

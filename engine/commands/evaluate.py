@@ -38,8 +38,8 @@ def run(args) -> int:
     from ..audio import find_audio_files, load_mono
     from ..cache import DiskCache
     from ..config import AnalysisConfig
-    from ..evaluation import (engine_grid_rows, format_table, pooled_in_section, score_table,
-                              truth_for, truth_grid_rows)
+    from ..evaluation import (engine_grid_rows, format_table, pooled_in_section,
+                              pooled_in_section_interval, score_table, truth_for, truth_grid_rows)
     from ..ranker import DEFAULT_MODEL_PATH, label_csv_rows
     from ..scoring import LoopScorer
 
@@ -88,6 +88,8 @@ def run(args) -> int:
         "grid": args.grid, "top_k": args.top_k, "tracks": int(df["group"].nunique()),
         "rows": int(len(df)), "rankers": summary,
         "in_section_pooled": {r: pooled_in_section(per_track, r) for r in summary},
+        # 95% bootstrap interval over tracks (whole tracks resampled)
+        "in_section_interval": {r: list(pooled_in_section_interval(per_track, r)) for r in summary},
         "per_track": per_track.to_dict(orient="records"), "skipped": skipped,
     }
     atomic_write_text(Path(args.metrics_out or out_dir / "eval_metrics.json"),
