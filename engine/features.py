@@ -426,10 +426,14 @@ class _BarParts:
         return max(max(p[0] for p in pairs) / self.typical,
                    max(p[1] for p in pairs) / self.typical_cell)
 
+    def _loop_bars(self, k0: int, n: int) -> list:
+        """The bars of the loop of bars ``k0 .. k0+n-1`` that lie inside the track."""
+        return [k for k in range(k0, k0 + n) if 0 <= k < self.K]
+
     def adjacent_change_rel(self, k0: int, n: int) -> float:
         """The largest band-level change between adjacent bars of the loop of bars
         ``k0 .. k0+n-1`` over the track's median adjacent-bar change (0 for one bar)."""
-        ks = [k for k in range(k0, k0 + n) if 0 <= k < self.K]
+        ks = self._loop_bars(k0, n)
         return max((self._pair(i, i + 1)[0] for i in ks[:-1]), default=0.0) / self.typical
 
     def features(self, k0: int, n: int) -> dict:
@@ -443,7 +447,7 @@ class _BarParts:
         # loop (or before it) hold, bar for bar, what the loop holds
         out["part_repeat_rel"] = min(self._block_change(k0, k0 + n, n),
                                      self._block_change(k0, k0 - n, n))
-        ks = [k for k in range(k0, k0 + n) if 0 <= k < self.K]
+        ks = self._loop_bars(k0, n)
         if len(ks) >= 2:
             pairs = [self._pair(i, j) for a, i in enumerate(ks) for j in ks[a + 1:]]
             change = max(p[0] for p in pairs)
@@ -568,16 +572,17 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
                "bars_over_period": n / float(per)}
         return {k: (float(v) if np.isfinite(v) else 0.0) for k, v in out.items()}
 
-    track_change = [0.0]        # the largest adjacent-bar change inside any candidate
+    track_change = 0.0          # the largest adjacent-bar change inside any candidate
 
     def part_feats(f0: int, n_bars: int, bar_len: int) -> dict:
         """Part-presence features (:class:`_BarParts`) of the loop from frame ``f0``."""
+        nonlocal track_change
         key = (f0 % bar_len, bar_len)
         if key not in parts_memo:
             parts_memo[key] = _BarParts(feats.mel, *key)
         parts = parts_memo[key]
         if parts.K >= 2:
-            track_change[0] = max(track_change[0], parts.adjacent_change_rel(f0 // bar_len, n_bars))
+            track_change = max(track_change, parts.adjacent_change_rel(f0 // bar_len, n_bars))
         return parts.features(f0 // bar_len, n_bars)
 
     rows = []
@@ -685,5 +690,5 @@ def candidate_features(feats: TrackFeatures, onsets: OnsetData, candidates: pd.D
         })
     out = pd.DataFrame(rows, index=candidates.index, columns=FEATURE_COLUMNS)
     # one value per track: does a part enter or leave anywhere the candidates reach?
-    out["part_track_change_rel"] = track_change[0]
+    out["part_track_change_rel"] = track_change
     return out.replace([np.inf, -np.inf], np.nan).fillna(0.0)
