@@ -442,6 +442,31 @@ def _pool_worker(conn, out_dir, cfg: PipelineConfig, kill_on, threads: int) -> N
             conn.send(_extract_in_worker(path, out_dir, cfg, name, kill_on))
 
 
+@contextmanager
+def _without_main_script():
+    """Start spawned processes without re-running the parent's ``__main__`` script.
+
+    A spawned child re-executes the parent's main script when ``__main__`` is a
+    file rather than a module run with ``-m``. Streamlit installs the running
+    page as ``__main__`` and never puts it back (also in ``AppTest``), so a batch
+    started after a dashboard script would re-run ``app.py`` in every worker:
+    rendering pages and opening the workspace database in each, where two at once
+    fail with "database is locked" and the worker exits before analysing
+    anything. The pool's workers need nothing from ``__main__`` (their target and
+    arguments live in :mod:`engine`), so an empty module stands in while they start.
+    """
+    import sys
+    import types
+
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 def _run_pool(items, out_dir, cfg: PipelineConfig, kill_on):
     """Yield TrackResults as they finish, from ``cfg.n_jobs`` worker processes.
 
@@ -466,7 +491,8 @@ def _run_pool(items, out_dir, cfg: PipelineConfig, kill_on):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_pool_worker, args=(child, out_dir, cfg, kill_on, threads),
                            daemon=True)
-        proc.start()
+        with _without_main_script():
+            proc.start()
         child.close()
         return proc, parent
 

@@ -61,6 +61,27 @@ def test_cold_start_in_parallel_then_a_damaged_cache_is_rebuilt(tracks, tmp_path
 
 
 @pytest.mark.slow
+def test_workers_do_not_rerun_the_parents_main_script(tracks, tmp_path, monkeypatch):
+    """Streamlit leaves the page it ran installed as ``__main__``; spawned workers
+    must not execute that script again (it opened the workspace database in each
+    worker, and two at once died with "database is locked")."""
+    import types
+
+    marker = tmp_path / "main_script_ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\n"
+                      "raise SystemExit('a worker re-ran the parent main script')\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    cfg = PipelineConfig(rank=RankConfig(top_k=1), n_jobs=2, use_cache=False)
+    out = run_batch(tracks[:2], tmp_path / "out", cfg)
+    assert sys.modules["__main__"] is fake                 # put back after the workers started
+    assert not marker.exists()
+    assert [r.ok for r in out.results] == [True, True], [r.error for r in out.results]
+
+
+@pytest.mark.slow
 def test_a_worker_killed_by_a_signal_costs_only_its_file(tracks, tmp_path, monkeypatch):
     victim = tracks[1].name
     monkeypatch.setenv(KILL_WORKER_TEST_ENV, victim)
