@@ -32,6 +32,9 @@ mp3 = c2.toggle("MP3 previews", value=False, key="export_mp3")
 seam = c3.segmented_control("Seam", ["fade", "crossfade"], default="fade", key="export_seam")
 lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="export_lufs",
                  format="%.0f LUFS")
+one_section = st.toggle("Keep loops inside one section", value=True, key="export_one_section",
+                        help="Off: phrase-length loops first even across an arrangement change "
+                             "(as the loop finder's switch and --no_section_guard)")
 cfg = ExportConfig(export_mp3=mp3, seam_mode=seam or "fade", target_lufs=float(lufs))
 
 if st.button("Build the ZIP", type="primary", disabled=not chosen, key="build_zip"):
@@ -41,7 +44,7 @@ if st.button("Build the ZIP", type="primary", disabled=not chosen, key="build_zi
         for tid in chosen:
             items.append((tid, state.ranked(root, tid, state.current_params(tid), int(k),
                                             tuple(sorted({int(b) for b in ws.analysis_config(
-                                                tid).bars})))))
+                                                tid).bars})), bool(one_section))))
         res = ws.export_zip(items, cfg, progress=prog)
         prog.done(f"{res.n_loops} loops from {res.n_tracks} track(s) ready",
                   ok=not res.failed)
@@ -52,6 +55,7 @@ if st.button("Build the ZIP", type="primary", disabled=not chosen, key="build_zi
         st.session_state["export_note"] = (
             f"Built {time.strftime('%H:%M')}: {res.n_loops} loops from {res.n_tracks} track(s), "
             f"K={int(k)}, {'WAV + MP3' if mp3 else 'WAV'}, {cfg.seam_mode} seams, "
+            f"{'in one section' if one_section else 'phrase-length first'}, "
             f"{cfg.target_lufs:.0f} LUFS. Change the settings and build again for another ZIP.")
     except (LoopLabError, OSError, ValueError) as exc:
         prog.done("The export failed", ok=False)

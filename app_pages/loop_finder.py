@@ -135,11 +135,19 @@ def loop_section() -> None:
     lufs = c4.slider("Loudness target (LUFS)", -24.0, -6.0, -14.0, step=1.0, key="lufs",
                      format="%.0f LUFS",
                      help="Every loop is brought to this loudness, never above -1 dBFS peak")
+    one_section = st.toggle(
+        "Keep loops inside one section", value=True, key="one_section",
+        help="On (default): a loop of several bars in which a part enters or leaves ranks "
+             "below the loops that stay in one arrangement section. Off: the model alone "
+             "ranks, so phrase-length loops (4 or 8 bars) come first even across a change, "
+             "such as a crash on bar one or a part that drops out for a bar "
+             "(the CLI's --no_section_guard)")
     if not bars:
         st.info("Choose at least one loop length.")
         return
     export_cfg = ExportConfig(seam_mode=seam or "fade", target_lufs=float(lufs))
-    loops = state.ranked(root, track_id, params_json, int(top_k), tuple(sorted(bars)))
+    loops = state.ranked(root, track_id, params_json, int(top_k), tuple(sorted(bars)),
+                         bool(one_section))
     if loops.empty:
         st.info("No loops of these lengths fit in this track.")
         return

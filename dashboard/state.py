@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.config import AnalysisConfig, ExportConfig
+from engine.config import AnalysisConfig, ExportConfig, RankConfig
 from engine.errors import LoopLabError
 from engine.library import Workspace, config_from_json, config_to_json, default_workspace
 from engine.loopview import rank_view
@@ -72,10 +72,16 @@ def current_params(track_id: str) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def ranked(root: str, track_id: str, params_json: str, top_k: int, bars: tuple):
-    """The distinct top K for the chosen loop lengths, from the cached analysis."""
+def ranked(root: str, track_id: str, params_json: str, top_k: int, bars: tuple,
+           section_guard: bool = True):
+    """The distinct top K for the chosen loop lengths, from the cached analysis.
+
+    ``section_guard`` False ranks by the model alone, as ``extract --no_section_guard``
+    does (phrase-length loops first, even where a part enters or leaves inside them).
+    """
     analysis = load_analysis(root, track_id, params_json)
-    _, selected = rank_view(analysis, top_k=top_k, bars=bars)
+    _, selected = rank_view(analysis, top_k=top_k, bars=bars,
+                            rank_cfg=RankConfig(section_guard=bool(section_guard)))
     return selected.sort_values("rank", kind="stable").reset_index(drop=True)
 
 

@@ -105,6 +105,43 @@ def test_k_slider_changes_the_table(full_ws):
     assert set(at.dataframe[0].value["bars"]) == {2}
 
 
+def test_section_switch_ranks_by_the_model_alone(full_ws, tmp_path):
+    """The loop finder's "Keep loops inside one section" switch: off ranks exactly as
+    ``extract --no_section_guard`` does; on a generated arrangement whose parts enter and
+    leave, that is a different top 5 (phrase-length loops across a change)."""
+    from engine.config import RankConfig
+    from engine.library import Workspace
+    from engine.loopview import format_time, rank_view
+    from engine.synth import random_arranged_track
+
+    path = random_arranged_track(900004, max_seconds=40).write(tmp_path / "arranged.wav")
+    ws = Workspace(full_ws)
+    res = ws.ingest([path])
+    assert res[0].ok, res[0].error
+    tid = res[0].track_id
+    analysis = ws.load_analysis(tid, ws.analysis_config(tid))
+    expect = {g: rank_view(analysis, top_k=5, rank_cfg=RankConfig(section_guard=g))[1]
+              for g in (True, False)}
+    ws.close()
+    shown = {g: [(format_time(t), int(b)) for t, b in zip(e["start_time"], e["bars"])]
+             for g, e in expect.items()}
+    assert shown[True] != shown[False]
+
+    at = _app(nav.path("loop_finder"))
+    at.selectbox(key="track").set_value(tid).run()
+    assert not at.exception
+    assert at.toggle(key="one_section").value is True
+
+    def table():
+        t = at.dataframe[0].value
+        return list(zip(t["start"], t["bars"].astype(int)))
+
+    assert table() == shown[True]
+    at.toggle(key="one_section").set_value(False).run()
+    assert not at.exception and not at.error
+    assert table() == shown[False]
+
+
 def test_export_page_builds_a_zip(full_ws):
     import zipfile
 
