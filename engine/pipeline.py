@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -455,15 +457,14 @@ def _without_main_script():
     anything. The pool's workers need nothing from ``__main__`` (their target and
     arguments live in :mod:`engine`), so an empty module stands in while they start.
     """
-    import sys
-    import types
-
     main = sys.modules.get("__main__")
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
         yield
     finally:
-        if main is not None:
+        if main is None:
+            sys.modules.pop("__main__", None)
+        else:
             sys.modules["__main__"] = main
 
 
